@@ -1,0 +1,110 @@
+//! `cargo xtask`: the one entry point for automation (no Makefiles, no shell glue).
+//!
+//! - `cargo xtask validate`: formatting, clippy with warnings denied, the architecture
+//!   invariants of docs/ARCHITECTURE.md, and the test suite.
+//! - `cargo xtask bench <io|metrics|kde|model>`: blindspot side by side with the reference
+//!   Python implementations in `../shared/bench`, in one run, printing both times and the ratio.
+
+mod bench;
+mod invariants;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{Context, Result, bail};
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "cargo xtask", about = "Automation for the blindspot workspace")]
+struct Cli {
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// fmt --check, clippy -D warnings, architecture invariants, then the tests (release profile).
+    Validate {
+        /// Skip the test run (fmt, clippy and invariants only).
+        #[arg(long)]
+        no_tests: bool,
+    },
+    /// Check the architecture invariants only.
+    Invariants,
+    /// Benchmarks against the Python references in ../shared/bench.
+    Bench {
+        #[command(subcommand)]
+        which: bench::Which,
+    },
+}
+
+fn main() -> Result<()> {
+    let cli = Cli::parse();
+    match cli.command {
+        Cmd::Validate { no_tests } => validate(no_tests),
+        Cmd::Invariants => invariants::check(&workspace_root()),
+        Cmd::Bench { which } => bench::run(which),
+    }
+}
+
+fn validate(no_tests: bool) -> Result<()> {
+    let root = workspace_root();
+    run(cargo().current_dir(&root).args(["fmt", "--all", "--", "--check"]))?;
+    run(cargo().current_dir(&root).args([
+        "clippy",
+        "--workspace",
+        "--all-targets",
+        "--release",
+        "--",
+        "-D",
+        "warnings",
+    ]))?;
+    invariants::check(&root)?;
+    if !no_tests {
+        run(cargo()
+            .current_dir(&root)
+            .args(["test", "--workspace", "--release"]))?;
+    }
+    println!("validate: all checks passed");
+    Ok(())
+}
+
+/// The workspace root (the parent of this crate's manifest directory).
+pub(crate) fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("xtask lives one level below the workspace root")
+        .to_path_buf()
+}
+
+pub(crate) fn cargo() -> Command {
+    Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+}
+
+/// Run a command, failing with its command line when it exits non-zero.
+pub(crate) fn run(cmd: &mut Command) -> Result<()> {
+    let shown = format!("{cmd:?}");
+    let status = cmd
+        .status()
+        .with_context(|| format!("could not start {shown}"))?;
+    if !status.success() {
+        bail!("{shown} failed with {status}");
+    }
+    Ok(())
+}
+
+/// Run a command and capture its standard output as text.
+pub(crate) fn output(cmd: &mut Command) -> Result<String> {
+    let shown = format!("{cmd:?}");
+    let out = cmd
+        .output()
+        .with_context(|| format!("could not start {shown}"))?;
+    if !out.status.success() {
+        bail!(
+            "{shown} failed with {}:\n{}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
