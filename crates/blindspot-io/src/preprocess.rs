@@ -1,0 +1,1324 @@
+//! Volume preprocessing: small composable steps, and the [`Pipeline`] that chains them into
+//! model-ready 2-D axial slices.
+//!
+//! The steps, each usable on its own:
+//!
+//! - [`crop_or_pad`] / [`center_crop_or_pad`]: cut or pad a volume to a box (the affine follows);
+//! - [`nonzero_mask`] / [`binarize`]: a brain mask from the non-zero voxels of the image, or
+//!   from a mask file (any non-zero value is brain);
+//! - [`crate::histmatch`]: Nyúl-style landmark histogram matching to a reference volume;
+//! - [`clip_percentiles`]: clamp the brain voxels to two percentiles of their own distribution;
+//! - [`zscore_in_mask`]: `(v - mean) / std` over the brain voxels (mean and standard deviation
+//!   over **all** brain voxels of the volume, `ddof = 0`, in `f64`), every other voxel set to a
+//!   background value (the paper uses `-3.5`);
+//! - [`axial_slice`]: one z slice of a RAS+ volume as a row-major `H x W` image, see
+//!   [`SliceView`] for the orientation;
+//! - [`crate::resize`]: Pillow-compatible bilinear (images) and nearest (masks) resizing.
+//!
+//! [`Pipeline`] runs them in the paper's order on one subject (image, optional brain mask,
+//! optional lesion mask, all on one RAS+ grid) and returns the slices with their identity
+//! (the z index), dropping slices without brain if asked. Slices are processed in parallel
+//! (rayon); the result does not depend on the number of threads.
+
+use rayon::prelude::*;
+use serde::{Deserialize, Serialize};
+
+use crate::error::{IoError, Result};
+use crate::histmatch::{HistMatchConfig, Landmarks, match_histogram};
+use crate::layout::SubjectFiles;
+use crate::orient::Reorientation;
+use crate::resize::{BilinearResizer, nearest_indices, resize_nearest};
+use crate::volume::Volume;
+use crate::{check_same_grid, read_volume};
+
+/// Check that two in-memory volumes have the same `dims` (files are checked with
+/// [`crate::check_same_grid`], which also compares affines).
+///
+/// # Errors
+///
+/// [`IoError::GridMismatch`] naming the two volumes (`first`, `second`) and both sizes.
+pub fn check_same_dims<A, B>(
+    first: &str,
+    a: &Volume<A>,
+    second: &str,
+    b: &Volume<B>,
+) -> Result<()> {
+    if a.dims != b.dims {
+        return Err(IoError::GridMismatch {
+            first: first.into(),
+            second: second.into(),
+            detail: format!("dims {:?} vs {:?}", a.dims, b.dims),
+        });
+    }
+    Ok(())
+}
+
+/// Cut or pad `vol` to the box of `size` voxels whose first voxel is the input voxel
+/// `origin` (which may be negative, or beyond the input, to pad). Voxels outside the input
+/// are `fill`. The affine is translated so that every kept voxel keeps its world position.
+pub fn crop_or_pad<T: Copy>(
+    vol: &Volume<T>,
+    origin: [i64; 3],
+    size: [usize; 3],
+    fill: T,
+) -> Volume<T> {
+    let [nx, ny, nz] = vol.dims.map(|d| d as i64);
+    let [sx, sy, sz] = size;
+    let mut data = vec![fill; sx * sy * sz];
+    // Input x range that lands inside the output, per row.
+    let x_lo = origin[0].clamp(0, nx);
+    let x_hi = (origin[0] + sx as i64).clamp(0, nx);
+    if x_lo < x_hi {
+        let out_x0 = (x_lo - origin[0]) as usize;
+        let len = (x_hi - x_lo) as usize;
+        for k in 0..sz {
+            let zk = origin[2] + k as i64;
+            if !(0..nz).contains(&zk) {
+                continue;
+            }
+            for j in 0..sy {
+                let yj = origin[1] + j as i64;
+                if !(0..ny).contains(&yj) {
+                    continue;
+                }
+                let src = vol.index(x_lo as usize, yj as usize, zk as usize);
+                let dst = out_x0 + sx * (j + sy * k);
+                data[dst..dst + len].copy_from_slice(&vol.data[src..src + len]);
+            }
+        }
+    }
+    let mut affine = vol.affine;
+    for (r, row) in affine.iter_mut().enumerate().take(3) {
+        let shift: f64 = (0..3).map(|c| vol.affine[r][c] * origin[c] as f64).sum();
+        row[3] += shift;
+    }
+    Volume {
+        dims: size,
+        data,
+        affine,
+        spacing: vol.spacing,
+    }
+}
+
+/// [`crop_or_pad`] to `size`, centred: the origin is `floor((n - size) / 2)` per axis.
+pub fn center_crop_or_pad<T: Copy>(vol: &Volume<T>, size: [usize; 3], fill: T) -> Volume<T> {
+    let origin = [0, 1, 2].map(|a| (vol.dims[a] as i64 - size[a] as i64).div_euclid(2));
+    crop_or_pad(vol, origin, size, fill)
+}
+
+/// The brain mask of a skull-stripped image: 1 where the voxel is non-zero (and not NaN), else 0.
+pub fn nonzero_mask(vol: &Volume<f32>) -> Volume<u8> {
+    binarize(vol)
+}
+
+/// A 0/1 mask from a mask or label volume: 1 where the value is non-zero (and not NaN).
+///
+/// Label maps (BraTS `seg` with labels 1, 2, 4; CANDI segmentations) become "any label".
+pub fn binarize(vol: &Volume<f32>) -> Volume<u8> {
+    Volume {
+        dims: vol.dims,
+        data: vol
+            .data
+            .iter()
+            .map(|&v| u8::from(v != 0.0 && !v.is_nan()))
+            .collect(),
+        affine: vol.affine,
+        spacing: vol.spacing,
+    }
+}
+
+/// Mean and standard deviation used by [`zscore_in_mask`].
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct ZScore {
+    /// Mean of the brain voxels.
+    pub mean: f64,
+    /// Population standard deviation (`ddof = 0`) of the brain voxels.
+    pub std: f64,
+    /// Number of brain voxels.
+    pub count: usize,
+}
+
+/// Voxels per parallel work item; fixed so that sums do not depend on the thread count.
+const CHUNK: usize = 1 << 14;
+
+/// Which voxels are brain: an explicit mask, or the image's non-zero voxels.
+#[derive(Debug, Clone, Copy)]
+enum BrainRef<'a> {
+    Mask(&'a [u8]),
+    NonZero,
+}
+
+/// The brain test of [`nonzero_mask`]: not zero and not NaN (on the bits, branch-free).
+#[inline(always)]
+fn nonzero(v: f32) -> bool {
+    let abs = v.to_bits() & 0x7fff_ffff;
+    abs != 0 && abs <= 0x7f80_0000
+}
+
+/// Accumulator lanes: independent partial sums the compiler keeps in SIMD registers.
+const LANES: usize = 8;
+
+/// Sum of `v - center` (or its square with `SQUARE`) over the brain voxels of one chunk, and
+/// their count (0 with `SQUARE`, which only runs after the count is known). Lanes and their
+/// reduction order are fixed, so the result is reproducible.
+///
+/// Branch-free so that it vectorises: each term is computed for every voxel and its bits are
+/// masked to `+0.0` outside the brain (which also drops NaN or infinite background voxels).
+fn chunk_sums<const SQUARE: bool>(v: &[f32], mask: Option<&[u8]>, center: f64) -> (f64, usize) {
+    #[inline(always)]
+    fn lanes<const SQUARE: bool>(
+        v: &[f32],
+        keep: impl Fn(usize) -> bool,
+        center: f64,
+        acc: &mut [f64; LANES],
+        cnt: &mut [u64; LANES],
+    ) {
+        for l in 0..LANES {
+            let bits = if keep(l) { u64::MAX } else { 0 };
+            let d = f64::from(v[l]) - center;
+            let t = if SQUARE { d * d } else { d };
+            acc[l] += f64::from_bits(t.to_bits() & bits);
+            if !SQUARE {
+                cnt[l] += bits & 1;
+            }
+        }
+    }
+    let mut acc = [0.0f64; LANES];
+    let mut cnt = [0u64; LANES];
+    let split = v.len() - v.len() % LANES;
+    let (body, tail) = v.split_at(split);
+    match mask {
+        Some(m) => {
+            for (vc, mc) in body.chunks_exact(LANES).zip(m.chunks_exact(LANES)) {
+                lanes::<SQUARE>(vc, |l| mc[l] != 0, center, &mut acc, &mut cnt);
+            }
+            for (i, &x) in tail.iter().enumerate() {
+                let keep = m[split + i] != 0;
+                lanes::<SQUARE>(&[x; LANES], |l| l == 0 && keep, center, &mut acc, &mut cnt);
+            }
+        }
+        None => {
+            for vc in body.chunks_exact(LANES) {
+                lanes::<SQUARE>(vc, |l| nonzero(vc[l]), center, &mut acc, &mut cnt);
+            }
+            for &x in tail {
+                lanes::<SQUARE>(
+                    &[x; LANES],
+                    |l| l == 0 && nonzero(x),
+                    center,
+                    &mut acc,
+                    &mut cnt,
+                );
+            }
+        }
+    }
+    (acc.iter().sum(), cnt.iter().sum::<u64>() as usize)
+}
+
+/// Count, mean and sum of squared deviations of the brain voxels of one chunk: two passes
+/// over the chunk while it is in cache.
+fn chunk_moments(v: &[f32], mask: Option<&[u8]>) -> (usize, f64, f64) {
+    let (sum, n) = chunk_sums::<false>(v, mask, 0.0);
+    if n == 0 {
+        return (0, 0.0, 0.0);
+    }
+    let mean = sum / n as f64;
+    let (m2, _) = chunk_sums::<true>(v, mask, mean);
+    (n, mean, m2)
+}
+
+/// Two-pass mean and population standard deviation of the brain voxels: each fixed chunk
+/// (processed in parallel) gets its own two-pass moments, which are then merged in chunk
+/// order (Chan et al.), so the volume is read from memory once and the result does not
+/// depend on the thread count.
+fn brain_stats(data: &[f32], brain: BrainRef<'_>) -> Result<ZScore> {
+    let degenerate = |reason: String| IoError::DegenerateMask {
+        what: "z-score".into(),
+        reason,
+    };
+    let parts: Vec<(usize, f64, f64)> = match brain {
+        BrainRef::Mask(m) => data
+            .par_chunks(CHUNK)
+            .zip(m.par_chunks(CHUNK))
+            .map(|(v, m)| chunk_moments(v, Some(m)))
+            .collect(),
+        BrainRef::NonZero => data
+            .par_chunks(CHUNK)
+            .map(|v| chunk_moments(v, None))
+            .collect(),
+    };
+    let (mut count, mut mean, mut m2) = (0usize, 0.0f64, 0.0f64);
+    for &(n, mu, q) in parts.iter().filter(|p| p.0 > 0) {
+        let total = (count + n) as f64;
+        let delta = mu - mean;
+        mean += delta * n as f64 / total;
+        m2 += q + delta * delta * count as f64 * n as f64 / total;
+        count += n;
+    }
+    if count == 0 {
+        return Err(degenerate("the brain mask selects no voxel".into()));
+    }
+    if !mean.is_finite() || !m2.is_finite() {
+        return Err(degenerate("a brain voxel is NaN or infinite".into()));
+    }
+    let std = (m2 / count as f64).sqrt();
+    if std == 0.0 {
+        return Err(degenerate(format!(
+            "all {count} brain voxels equal {mean}: the standard deviation is 0"
+        )));
+    }
+    Ok(ZScore { mean, std, count })
+}
+
+/// Mean and population standard deviation of the voxels of `vol` where `mask` is non-zero,
+/// in `f64`, two-pass.
+///
+/// # Errors
+///
+/// [`IoError::GridMismatch`] if the grids differ; [`IoError::DegenerateMask`] if the mask is
+/// empty, a brain voxel is not finite, or all brain voxels are equal.
+pub fn masked_stats(vol: &Volume<f32>, mask: &Volume<u8>) -> Result<ZScore> {
+    check_same_dims("image", vol, "brain mask", mask)?;
+    brain_stats(&vol.data, BrainRef::Mask(&mask.data))
+}
+
+/// Z-score `vol` inside `mask`: brain voxels become `(v - mean) / std` with the mean and the
+/// population standard deviation (`ddof = 0`) of **all** brain voxels of the volume; every
+/// other voxel becomes `background`. Returns the statistics used.
+///
+/// # Errors
+///
+/// As [`masked_stats`].
+pub fn zscore_in_mask(vol: &mut Volume<f32>, mask: &Volume<u8>, background: f32) -> Result<ZScore> {
+    let z = masked_stats(vol, mask)?;
+    let inv = 1.0 / z.std;
+    vol.data
+        .par_chunks_mut(CHUNK)
+        .zip(mask.data.par_chunks(CHUNK))
+        .for_each(|(v, m)| {
+            for (v, &m) in v.iter_mut().zip(m) {
+                *v = if m != 0 {
+                    ((f64::from(*v) - z.mean) * inv) as f32
+                } else {
+                    background
+                };
+            }
+        });
+    Ok(z)
+}
+
+/// The `q`-th quantile (`0 <= q <= 1`) of `values` with linear interpolation between order
+/// statistics (numpy's default). Reorders `values`.
+///
+/// # Panics
+///
+/// If `values` is empty or holds NaN.
+pub(crate) fn quantile(values: &mut [f32], q: f64) -> f64 {
+    assert!(!values.is_empty(), "quantile of an empty set");
+    let pos = q.clamp(0.0, 1.0) * (values.len() - 1) as f64;
+    let i = pos.floor() as usize;
+    let frac = pos - i as f64;
+    let (_, lo, rest) = values.select_nth_unstable_by(i, f32::total_cmp);
+    let lo = f64::from(*lo);
+    if frac == 0.0 || rest.is_empty() {
+        return lo;
+    }
+    let hi = f64::from(rest.iter().copied().fold(f32::INFINITY, f32::min));
+    lo + (hi - lo) * frac
+}
+
+/// Clamp the brain voxels of `vol` to the `[lower, upper]` percentiles (0 to 100) of the brain
+/// voxels. Returns the two clamp values.
+///
+/// # Errors
+///
+/// [`IoError::InvalidParameter`] unless `0 <= lower < upper <= 100`;
+/// [`IoError::GridMismatch`]; [`IoError::DegenerateMask`] if the mask is empty or a brain
+/// voxel is NaN.
+pub fn clip_percentiles(
+    vol: &mut Volume<f32>,
+    mask: &Volume<u8>,
+    lower: f64,
+    upper: f64,
+) -> Result<(f32, f32)> {
+    check_percentiles(lower, upper)?;
+    check_same_dims("image", vol, "brain mask", mask)?;
+    let mut values: Vec<f32> = vol
+        .data
+        .iter()
+        .zip(&mask.data)
+        .filter(|(_, m)| **m != 0)
+        .map(|(v, _)| *v)
+        .collect();
+    if values.is_empty() || values.iter().any(|v| v.is_nan()) {
+        return Err(IoError::DegenerateMask {
+            what: "percentile clipping".into(),
+            reason: "the brain mask selects no voxel, or a brain voxel is NaN".into(),
+        });
+    }
+    let lo = quantile(&mut values, lower / 100.0) as f32;
+    let hi = quantile(&mut values, upper / 100.0) as f32;
+    for (v, &m) in vol.data.iter_mut().zip(&mask.data) {
+        if m != 0 {
+            *v = v.clamp(lo, hi);
+        }
+    }
+    Ok((lo, hi))
+}
+
+fn check_percentiles(lower: f64, upper: f64) -> Result<()> {
+    if !(0.0..=100.0).contains(&lower) || !(0.0..=100.0).contains(&upper) || lower >= upper {
+        return Err(IoError::InvalidParameter {
+            key: "clip_percentiles".into(),
+            value: format!("[{lower}, {upper}]"),
+            expected: "two percentiles with 0 <= lower < upper <= 100".into(),
+        });
+    }
+    Ok(())
+}
+
+/// How an axial slice is laid out as an image.
+///
+/// Both views put **anterior at the top** (row 0 is the most anterior row of voxels, i.e. rows
+/// run along RAS `y` reversed) and the image is `H = ny` rows by `W = nx` columns; they differ
+/// in the left-right direction:
+///
+/// - [`SliceView::Radiological`] (the default, as radiological viewers show it): the patient's
+///   right is on the image's left, so column `c` is RAS `x = nx - 1 - c`;
+/// - [`SliceView::Neurological`]: the patient's left is on the image's left, column `c` is
+///   RAS `x = c`. This is the layout of the paper's BraTS slices (stored LPS, transposed and
+///   rotated by the authors' code).
+///
+/// A model trained and evaluated in one view is unaffected by the choice; the flipped-BraTS
+/// OOD sets flip relative to it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SliceView {
+    /// Anterior at the top, patient's right on the image's left.
+    #[default]
+    Radiological,
+    /// Anterior at the top, patient's left on the image's left.
+    Neurological,
+}
+
+/// The axial slice `k` of a RAS+ volume as a row-major `ny x nx` image laid out as `view` says.
+///
+/// # Shapes
+///
+/// Returns `(data, (height, width))` with `height = ny`, `width = nx`.
+///
+/// # Panics
+///
+/// If `k >= nz`.
+pub fn axial_slice<T: Copy>(
+    vol: &Volume<T>,
+    k: usize,
+    view: SliceView,
+) -> (Vec<T>, (usize, usize)) {
+    let [nx, ny, nz] = vol.dims;
+    assert!(k < nz, "slice {k} out of range for {nz} slices");
+    let plane = &vol.data[nx * ny * k..nx * ny * (k + 1)];
+    let mut out = Vec::with_capacity(nx * ny);
+    for r in 0..ny {
+        let row = &plane[nx * (ny - 1 - r)..nx * (ny - r)];
+        match view {
+            SliceView::Neurological => out.extend_from_slice(row),
+            SliceView::Radiological => out.extend(row.iter().rev()),
+        }
+    }
+    (out, (ny, nx))
+}
+
+/// How lesion masks are brought to the slice size.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LesionResize {
+    /// Nearest neighbour, like the brain mask.
+    #[default]
+    Nearest,
+    /// The paper's loader: bilinear resize of the 0/1 mask, then any value `> 0` is lesion,
+    /// which slightly dilates lesions.
+    BilinearAny,
+}
+
+/// Preprocessing parameters, as written in a TOML `[preprocess]` table.
+///
+/// Every key has a default (the paper's choices). Check with [`PreprocessConfig::check`]
+/// (done by [`Pipeline::new`]).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PreprocessConfig {
+    /// Centre crop/pad of the RAS+ volume to `[nx, ny, nz]` voxels before anything else
+    /// (padding with 0, which is background). Default: none.
+    pub crop: Option<[usize; 3]>,
+    /// Histogram matching to a reference (its landmarks are given to [`Pipeline::new`]).
+    /// Default: none.
+    pub histogram_match: Option<HistMatchConfig>,
+    /// Clamp brain voxels to these percentiles `[lower, upper]` (0 to 100) before z-scoring.
+    /// Default: none.
+    pub clip_percentiles: Option<[f64; 2]>,
+    /// Value of every non-brain voxel after z-scoring. Default `-3.5`.
+    pub background: f32,
+    /// Output slice size `[height, width]`. Default `[128, 128]`.
+    pub slice_size: [usize; 2],
+    /// Slice layout. Default `radiological`.
+    pub view: SliceView,
+    /// Drop slices whose brain mask is empty. Default `true`.
+    pub drop_empty_slices: bool,
+    /// Lesion mask resizing. Default `nearest`.
+    pub lesion_resize: LesionResize,
+}
+
+impl Default for PreprocessConfig {
+    fn default() -> Self {
+        Self {
+            crop: None,
+            histogram_match: None,
+            clip_percentiles: None,
+            background: -3.5,
+            slice_size: [128, 128],
+            view: SliceView::Radiological,
+            drop_empty_slices: true,
+            lesion_resize: LesionResize::Nearest,
+        }
+    }
+}
+
+impl PreprocessConfig {
+    /// Validate every value.
+    ///
+    /// # Errors
+    ///
+    /// [`IoError::InvalidParameter`] naming the key, the value and what is allowed.
+    pub fn check(&self) -> Result<()> {
+        let bad = |key: &str, value: String, expected: &str| {
+            Err(IoError::InvalidParameter {
+                key: key.into(),
+                value,
+                expected: expected.into(),
+            })
+        };
+        if let Some(c) = self.crop
+            && c.contains(&0)
+        {
+            return bad("crop", format!("{c:?}"), "three sizes >= 1");
+        }
+        if let Some([lo, hi]) = self.clip_percentiles {
+            check_percentiles(lo, hi)?;
+        }
+        if !self.background.is_finite() {
+            return bad("background", self.background.to_string(), "a finite number");
+        }
+        if self.slice_size.contains(&0) || self.slice_size.iter().any(|&s| s > 1 << 15) {
+            return bad(
+                "slice_size",
+                format!("{:?}", self.slice_size),
+                "[height, width], each from 1 to 32768",
+            );
+        }
+        if let Some(h) = &self.histogram_match {
+            h.check()?;
+        }
+        Ok(())
+    }
+}
+
+/// One preprocessed axial slice and its identity.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Slice {
+    /// Index of the slice along RAS `z` in the (cropped) volume.
+    pub index: usize,
+    /// Z-scored image, `height * width`, row-major.
+    pub image: Vec<f32>,
+    /// Brain mask, 0/1.
+    pub brain: Vec<u8>,
+    /// Lesion mask, 0/1 (all 0 when the subject has none).
+    pub lesion: Vec<u8>,
+}
+
+/// The slices of one subject.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SubjectSlices {
+    /// Slice height.
+    pub height: usize,
+    /// Slice width.
+    pub width: usize,
+    /// The z-score statistics of the volume.
+    pub zscore: ZScore,
+    /// The kept slices in increasing z order.
+    pub slices: Vec<Slice>,
+}
+
+/// A checked preprocessing configuration plus the histogram reference, ready to run.
+#[derive(Debug, Clone)]
+pub struct Pipeline {
+    config: PreprocessConfig,
+    reference: Option<Landmarks>,
+}
+
+impl Pipeline {
+    /// Check `config` and pair it with the reference landmarks histogram matching needs.
+    ///
+    /// # Errors
+    ///
+    /// [`IoError::InvalidParameter`] if a value is out of range, if `histogram_match` is set
+    /// without a reference or a reference is given without `histogram_match`, or if the
+    /// reference was computed with other landmark levels.
+    pub fn new(config: PreprocessConfig, reference: Option<Landmarks>) -> Result<Self> {
+        config.check()?;
+        match (&config.histogram_match, &reference) {
+            (Some(h), Some(r)) => r.check_compatible(h)?,
+            (None, None) => {}
+            (Some(_), None) => {
+                return Err(IoError::InvalidParameter {
+                    key: "histogram_match".into(),
+                    value: "set".into(),
+                    expected: "reference landmarks (Landmarks::compute on the reference volume)"
+                        .into(),
+                });
+            }
+            (None, Some(_)) => {
+                return Err(IoError::InvalidParameter {
+                    key: "histogram_match".into(),
+                    value: "absent".into(),
+                    expected: "a [histogram_match] table when reference landmarks are given".into(),
+                });
+            }
+        }
+        Ok(Self { config, reference })
+    }
+
+    /// The checked configuration.
+    pub fn config(&self) -> &PreprocessConfig {
+        &self.config
+    }
+
+    /// Everything that determines the output, as JSON (the configuration and the reference
+    /// landmarks): what a slice cache records so that a stale cache is detected.
+    pub fn params_json(&self) -> serde_json::Value {
+        serde_json::json!({
+            "config": self.config,
+            "reference": self.reference,
+        })
+    }
+
+    /// Read one subject's files, reorient them to RAS+ (see [`crate::reorient_to_ras`]) and
+    /// preprocess them with [`Pipeline::run`]. Mask files count any non-zero voxel.
+    ///
+    /// # Errors
+    ///
+    /// Reading errors naming the file ([`crate::read_volume`]); [`IoError::GridMismatch`]
+    /// naming both files if a mask is not on the image's grid; as [`Pipeline::run`].
+    pub fn run_files(&self, files: &SubjectFiles) -> Result<SubjectSlices> {
+        let read_mask = |path: &Option<std::path::PathBuf>| -> Result<Option<Volume<f32>>> {
+            path.as_deref().map(read_volume).transpose()
+        };
+        let (image, (brain, lesion)) = rayon::join(
+            || read_volume(&files.image),
+            || {
+                rayon::join(
+                    || read_mask(&files.brain_mask),
+                    || read_mask(&files.lesion_mask),
+                )
+            },
+        );
+        let (image, brain, lesion) = (image?, brain?, lesion?);
+        let mut masks = [None, None];
+        for (slot, (mask, path)) in masks
+            .iter_mut()
+            .zip([(brain, &files.brain_mask), (lesion, &files.lesion_mask)])
+        {
+            if let (Some(mask), Some(path)) = (mask, path) {
+                check_same_grid(&files.image, &image, path, &mask)?;
+                *slot = Some(binarize(&mask));
+            }
+        }
+        let [brain, lesion] = masks;
+        self.run_native(image, brain, lesion)
+    }
+
+    /// Preprocess one subject whose volumes are on the voxel grid of their file, in any
+    /// orientation: the result equals [`Pipeline::run`] on the volumes reoriented to RAS+
+    /// ([`crate::reorient_to_ras`]), but the slices are read straight from the original grid
+    /// (no reoriented copy) unless `crop` needs the RAS volume.
+    ///
+    /// # Errors
+    ///
+    /// As [`Pipeline::run`], and [`IoError::InvalidVolume`] when the image's affine has no
+    /// orientation.
+    pub fn run_native(
+        &self,
+        image: Volume<f32>,
+        brain: Option<Volume<u8>>,
+        lesion: Option<Volume<u8>>,
+    ) -> Result<SubjectSlices> {
+        if let Some(b) = &brain {
+            check_same_dims("image", &image, "brain mask", b)?;
+        }
+        if let Some(l) = &lesion {
+            check_same_dims("image", &image, "lesion mask", l)?;
+        }
+        let to_ras = Reorientation::new(image.dims, &image.affine, image.spacing)?;
+        if self.config.crop.is_some() {
+            let brain = brain.map(|b| to_ras.to_ras(&b)).transpose()?;
+            let lesion = lesion.map(|l| to_ras.to_ras(&l)).transpose()?;
+            return self.run(to_ras.to_ras(&image)?, brain, lesion);
+        }
+        self.run_view(image, brain, lesion, RasView::of(&to_ras))
+    }
+
+    /// Preprocess one subject. `image`, `brain` and `lesion` must be RAS+ volumes on one grid
+    /// (see `reorient_to_ras`); without `brain` the non-zero voxels of `image` are the brain.
+    ///
+    /// # Errors
+    ///
+    /// [`IoError::GridMismatch`] if the volumes differ in size; [`IoError::DegenerateMask`] if
+    /// the brain mask is empty or the brain has no contrast.
+    pub fn run(
+        &self,
+        image: Volume<f32>,
+        brain: Option<Volume<u8>>,
+        lesion: Option<Volume<u8>>,
+    ) -> Result<SubjectSlices> {
+        if let Some(b) = &brain {
+            check_same_dims("image", &image, "brain mask", b)?;
+        }
+        if let Some(l) = &lesion {
+            check_same_dims("image", &image, "lesion mask", l)?;
+        }
+        let c = &self.config;
+        let mut image = image;
+        let mut brain = brain;
+        let mut lesion = lesion;
+        if let Some(size) = c.crop {
+            // Padding is 0, so the non-zero mask of the cropped image is the cropped mask.
+            image = center_crop_or_pad(&image, size, 0.0);
+            brain = brain.map(|b| center_crop_or_pad(&b, size, 0));
+            lesion = lesion.map(|l| center_crop_or_pad(&l, size, 0));
+        }
+        let view = RasView::identity(image.dims);
+        self.run_view(image, brain, lesion, view)
+    }
+
+    /// The pipeline after cropping: intensity steps on the whole volume (they do not depend on
+    /// the voxel order), then slices along RAS `z` read through `view`.
+    fn run_view(
+        &self,
+        mut image: Volume<f32>,
+        brain: Option<Volume<u8>>,
+        lesion: Option<Volume<u8>>,
+        view: RasView,
+    ) -> Result<SubjectSlices> {
+        let c = &self.config;
+        // Steps before z-scoring need the mask as a volume, taken before intensities change.
+        let needs_mask =
+            c.crop.is_some() || c.histogram_match.is_some() || c.clip_percentiles.is_some();
+        let brain = match brain {
+            None if needs_mask => Some(nonzero_mask(&image)),
+            b => b,
+        };
+        if let (Some(h), Some(reference), Some(b)) = (&c.histogram_match, &self.reference, &brain) {
+            match_histogram(&mut image, b, reference, h)?;
+        }
+        if let (Some([lo, hi]), Some(b)) = (c.clip_percentiles, &brain) {
+            clip_percentiles(&mut image, b, lo, hi)?;
+        }
+        let brain_ref = match &brain {
+            Some(b) => BrainRef::Mask(&b.data),
+            None => BrainRef::NonZero,
+        };
+        let zscore = brain_stats(&image.data, brain_ref)?;
+        let [oh, ow] = c.slice_size;
+        let ctx = SliceCtx::new(c, view, zscore);
+        let mask = match brain_ref {
+            BrainRef::Mask(m) => Some(m),
+            BrainRef::NonZero => None,
+        };
+        let lesion = lesion.as_ref().map(|l| l.data.as_slice());
+        let slices: Vec<Slice> = (0..view.dims[2])
+            .into_par_iter()
+            .filter_map(|k| ctx.slice(k, &image.data, mask, lesion))
+            .collect();
+        Ok(SubjectSlices {
+            height: oh,
+            width: ow,
+            zscore,
+            slices,
+        })
+    }
+}
+
+/// Where RAS voxel `(x, y, z)` of a volume stored on another grid is:
+/// `data[start + x * step[0] + y * step[1] + z * step[2]]`.
+#[derive(Debug, Clone, Copy)]
+struct RasView {
+    /// RAS dims `[nx, ny, nz]`.
+    dims: [usize; 3],
+    start: isize,
+    step: [isize; 3],
+}
+
+impl RasView {
+    /// A volume that is RAS already.
+    fn identity(dims: [usize; 3]) -> Self {
+        Self {
+            dims,
+            start: 0,
+            step: [1, dims[0] as isize, (dims[0] * dims[1]) as isize],
+        }
+    }
+
+    /// The RAS view of the original grid of `r` (what [`Reorientation::to_ras`] would copy).
+    fn of(r: &Reorientation) -> Self {
+        let d = r.original_dims();
+        let strides = [1, d[0] as isize, (d[0] * d[1]) as isize];
+        let mut start = 0isize;
+        let mut step = [0isize; 3];
+        for (i, m) in r.axes().iter().enumerate() {
+            if m.flip {
+                start += (d[i] as isize - 1) * strides[i];
+                step[m.axis] = -strides[i];
+            } else {
+                step[m.axis] = strides[i];
+            }
+        }
+        Self {
+            dims: r.ras_dims(),
+            start,
+            step,
+        }
+    }
+}
+
+/// What every slice of one volume shares.
+struct SliceCtx<'a> {
+    config: &'a PreprocessConfig,
+    view: RasView,
+    resizer: BilinearResizer,
+    /// Nearest-neighbour sampling: data offset (relative to the slice's first voxel) of the
+    /// source row of each output row, and of the source column of each output column.
+    row_offsets: Vec<isize>,
+    col_offsets: Vec<isize>,
+    zscore: ZScore,
+}
+
+impl<'a> SliceCtx<'a> {
+    fn new(config: &'a PreprocessConfig, view: RasView, zscore: ZScore) -> Self {
+        let [nx, ny, _] = view.dims;
+        let [oh, ow] = config.slice_size;
+        Self {
+            config,
+            view,
+            resizer: BilinearResizer::new((ny, nx), (oh, ow)),
+            row_offsets: nearest_indices(ny, oh)
+                .into_iter()
+                .map(|r| (ny - 1 - r) as isize * view.step[1])
+                .collect(),
+            col_offsets: nearest_indices(nx, ow)
+                .into_iter()
+                .map(|c| view_column(config.view, nx, c) as isize * view.step[0])
+                .collect(),
+            zscore,
+        }
+    }
+
+    /// Data index of RAS `(x = 0, y, z = k)`.
+    #[inline]
+    fn row_base(&self, y: usize, k: usize) -> isize {
+        self.view.start + y as isize * self.view.step[1] + k as isize * self.view.step[2]
+    }
+
+    /// Nearest-neighbour resize of a mask (tested through `keep(data index)`) of slice `k`.
+    fn sample(&self, k: usize, keep: impl Fn(usize) -> bool) -> Vec<u8> {
+        let base = self.row_base(0, k);
+        let mut out = Vec::with_capacity(self.row_offsets.len() * self.col_offsets.len());
+        for &r in &self.row_offsets {
+            out.extend(
+                self.col_offsets
+                    .iter()
+                    .map(|&c| u8::from(keep((base + r + c) as usize))),
+            );
+        }
+        out
+    }
+
+    /// The data of RAS row `y` of slice `k`: a contiguous run when RAS `x` is stored
+    /// contiguously (forward or backward), as `(first index, reversed)`; `None` otherwise.
+    fn row_run(&self, y: usize, k: usize) -> Option<(usize, bool)> {
+        let nx = self.view.dims[0] as isize;
+        let base = self.row_base(y, k);
+        match self.view.step[0] {
+            1 => Some((base as usize, false)),
+            -1 => Some(((base - (nx - 1)) as usize, true)),
+            _ => None,
+        }
+    }
+
+    /// Gather RAS row `y` of slice `k` (x increasing) into `buf`.
+    fn gather_row<T: Copy>(&self, data: &[T], y: usize, k: usize, buf: &mut Vec<T>) {
+        let base = self.row_base(y, k);
+        let sx = self.view.step[0];
+        buf.clear();
+        buf.extend((0..self.view.dims[0] as isize).map(|x| data[(base + x * sx) as usize]));
+    }
+
+    /// One slice: `data` is the whole image, `mask` the whole brain mask (`None`: non-zero
+    /// voxels), `lesion` the whole lesion mask. Z-scoring happens while the rows are laid
+    /// out as the oriented slice (the same arithmetic as [`zscore_in_mask`]); masks are
+    /// sampled straight from the volume.
+    fn slice(
+        &self,
+        k: usize,
+        data: &[f32],
+        mask: Option<&[u8]>,
+        lesion: Option<&[u8]>,
+    ) -> Option<Slice> {
+        let c = self.config;
+        let [nx, ny, _] = self.view.dims;
+        let radiological = c.view == SliceView::Radiological;
+        let mut buf_f = Vec::new();
+        let mut buf_m = Vec::new();
+        if c.drop_empty_slices {
+            let any = (0..ny).any(|y| match (self.row_run(y, k), mask) {
+                (Some((at, _)), Some(m)) => m[at..at + nx].iter().any(|&b| b != 0),
+                (Some((at, _)), None) => data[at..at + nx].iter().any(|&v| nonzero(v)),
+                (None, Some(m)) => {
+                    self.gather_row(m, y, k, &mut buf_m);
+                    buf_m.iter().any(|&b| b != 0)
+                }
+                (None, None) => {
+                    self.gather_row(data, y, k, &mut buf_f);
+                    buf_f.iter().any(|&v| nonzero(v))
+                }
+            });
+            if !any {
+                return None;
+            }
+        }
+        let mut oriented = vec![0.0f32; nx * ny];
+        for (r, row) in oriented.chunks_exact_mut(nx).enumerate() {
+            let y = ny - 1 - r;
+            match self.row_run(y, k) {
+                Some((at, backward)) => {
+                    let m = mask.map(|m| &m[at..at + nx]);
+                    // Column c shows x = nx-1-c (radiological) or x = c; the run holds x
+                    // increasing (forward) or decreasing (backward).
+                    self.fill_row(row, &data[at..at + nx], m, backward != radiological);
+                }
+                None => {
+                    self.gather_row(data, y, k, &mut buf_f);
+                    let m = mask.map(|m| {
+                        self.gather_row(m, y, k, &mut buf_m);
+                        buf_m.as_slice()
+                    });
+                    self.fill_row(row, &buf_f, m, radiological);
+                }
+            }
+        }
+        let [oh, ow] = c.slice_size;
+        let lesion = match (lesion, c.lesion_resize) {
+            (None, _) => vec![0; oh * ow],
+            (Some(l), LesionResize::Nearest) => self.sample(k, |i| l[i] != 0),
+            (Some(l), LesionResize::BilinearAny) => {
+                let mut oriented = vec![0u8; nx * ny];
+                for (r, row) in oriented.chunks_exact_mut(nx).enumerate() {
+                    self.gather_row(l, ny - 1 - r, k, &mut buf_m);
+                    for (col, out) in row.iter_mut().enumerate() {
+                        *out = buf_m[view_column(c.view, nx, col)];
+                    }
+                }
+                resize_lesion(&oriented, (ny, nx), (oh, ow), LesionResize::BilinearAny)
+            }
+        };
+        let brain = match mask {
+            Some(m) => self.sample(k, |i| m[i] != 0),
+            None => self.sample(k, |i| nonzero(data[i])),
+        };
+        Some(Slice {
+            index: k,
+            image: self.resizer.resize(&oriented),
+            brain,
+            lesion,
+        })
+    }
+
+    /// Z-score one row (`src`, its brain mask `mask` or the non-zero test) into `dst`,
+    /// reversed if asked. Branch-free so that it vectorises.
+    fn fill_row(&self, dst: &mut [f32], src: &[f32], mask: Option<&[u8]>, reverse: bool) {
+        let (mean, inv) = (self.zscore.mean, 1.0 / self.zscore.std);
+        let bg = self.config.background.to_bits();
+        let z = |v: f32, keep: bool| {
+            let zv = ((f64::from(v) - mean) * inv) as f32;
+            f32::from_bits(if keep { zv.to_bits() } else { bg })
+        };
+        match mask {
+            Some(m) => {
+                for ((d, &v), &b) in dst.iter_mut().zip(src).zip(m) {
+                    *d = z(v, b != 0);
+                }
+            }
+            None => {
+                for (d, &v) in dst.iter_mut().zip(src) {
+                    *d = z(v, nonzero(v));
+                }
+            }
+        }
+        if reverse {
+            dst.reverse();
+        }
+    }
+}
+
+/// Plane column (RAS `x`) shown in column `c` of a slice in `view`.
+fn view_column(view: SliceView, nx: usize, c: usize) -> usize {
+    match view {
+        SliceView::Radiological => nx - 1 - c,
+        SliceView::Neurological => c,
+    }
+}
+
+fn resize_lesion(
+    mask: &[u8],
+    input: (usize, usize),
+    output: (usize, usize),
+    how: LesionResize,
+) -> Vec<u8> {
+    match how {
+        LesionResize::Nearest => resize_nearest(mask, input, output),
+        LesionResize::BilinearAny => {
+            let f: Vec<f32> = mask.iter().map(|&m| f32::from(u8::from(m != 0))).collect();
+            crate::resize::resize_bilinear(&f, input, output)
+                .iter()
+                .map(|&v| u8::from(v > 0.0))
+                .collect()
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::volume::scaled_identity;
+    use proptest::prelude::*;
+
+    fn vol<T: Copy>(dims: [usize; 3], f: impl Fn(usize, usize, usize) -> T) -> Volume<T> {
+        let mut data = Vec::with_capacity(dims.iter().product());
+        for k in 0..dims[2] {
+            for j in 0..dims[1] {
+                for i in 0..dims[0] {
+                    data.push(f(i, j, k));
+                }
+            }
+        }
+        Volume {
+            dims,
+            data,
+            affine: scaled_identity([1.0, 2.0, 3.0]),
+            spacing: [1.0, 2.0, 3.0],
+        }
+    }
+
+    #[test]
+    fn crop_or_pad_moves_voxels_and_affine() {
+        let v = vol([4, 3, 2], |i, j, k| (i + 10 * j + 100 * k) as f32);
+        let c = crop_or_pad(&v, [1, -1, 0], [2, 3, 3], -1.0);
+        assert_eq!(c.dims, [2, 3, 3]);
+        // Output (0, 1, 0) is input (1, 0, 0); output row j = 0 is padding.
+        assert_eq!(c.data[c.index(0, 1, 0)], 1.0);
+        assert_eq!(c.data[c.index(1, 2, 1)], 112.0);
+        assert_eq!(c.data[c.index(0, 0, 0)], -1.0);
+        assert_eq!(c.data[c.index(0, 1, 2)], -1.0); // z = 2 is beyond the input
+        // World position of output (0, 1, 0) = input (1, 0, 0) = (1 mm, 0, 0).
+        let a = c.affine;
+        assert_eq!([a[0][3], a[1][3], a[2][3]], [1.0, -2.0, 0.0]);
+        assert!(c.data.len() == 18);
+    }
+
+    #[test]
+    fn center_crop_then_pad_round_trips_the_middle() {
+        let v = vol([6, 5, 4], |i, j, k| (i * 7 + j * 3 + k) as f32 + 1.0);
+        let small = center_crop_or_pad(&v, [4, 3, 2], 0.0);
+        assert_eq!(small.data[small.index(0, 0, 0)], v.data[v.index(1, 1, 1)]);
+        let back = center_crop_or_pad(&small, [6, 5, 4], 0.0);
+        assert_eq!(back.affine, v.affine);
+        for (a, b) in back.data.iter().zip(&v.data) {
+            assert!(*a == 0.0 || a == b);
+        }
+        assert_eq!(back.data.iter().filter(|&&x| x != 0.0).count(), 24);
+    }
+
+    #[test]
+    fn masks_from_nonzero_and_labels() {
+        let v = vol([3, 1, 1], |i, _, _| [0.0, 4.0, f32::NAN][i]);
+        assert_eq!(nonzero_mask(&v).data, [0, 1, 0]);
+        let seg = vol([4, 1, 1], |i, _, _| [0.0, 1.0, 2.0, 4.0][i]);
+        assert_eq!(binarize(&seg).data, [0, 1, 1, 1]);
+    }
+
+    #[test]
+    fn zscore_sets_background_and_reports_stats() {
+        let mut v = vol([4, 1, 1], |i, _, _| [0.0, 1.0, 2.0, 3.0][i]);
+        let m = nonzero_mask(&v);
+        let z = zscore_in_mask(&mut v, &m, -3.5).unwrap();
+        assert_eq!(z.count, 3);
+        assert!((z.mean - 2.0).abs() < 1e-12);
+        assert!((z.std - (2.0f64 / 3.0).sqrt()).abs() < 1e-12);
+        assert_eq!(v.data[0], -3.5);
+        assert!((v.data[1] + 1.224_745).abs() < 1e-5);
+    }
+
+    #[test]
+    fn zscore_rejects_empty_and_constant_masks() {
+        let mut v = vol([3, 1, 1], |_, _, _| 5.0);
+        let empty = vol([3, 1, 1], |_, _, _| 0u8);
+        assert!(matches!(
+            zscore_in_mask(&mut v, &empty, -3.5),
+            Err(IoError::DegenerateMask { .. })
+        ));
+        let full = vol([3, 1, 1], |_, _, _| 1u8);
+        let err = zscore_in_mask(&mut v, &full, -3.5).unwrap_err();
+        assert!(err.to_string().contains("standard deviation is 0"), "{err}");
+        let other = vol([2, 1, 1], |_, _, _| 1u8);
+        assert!(matches!(
+            zscore_in_mask(&mut v, &other, -3.5),
+            Err(IoError::GridMismatch { .. })
+        ));
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+        #[test]
+        fn zscore_gives_mean_0_std_1_inside_mask(
+            values in prop::collection::vec(-1000.0f32..1000.0, 60),
+            mask in prop::collection::vec(0u8..2, 60),
+            background in -10.0f32..10.0,
+        ) {
+            let brain: Vec<f32> = values.iter().zip(&mask).filter(|(_, m)| **m != 0).map(|(v, _)| *v).collect();
+            prop_assume!(brain.len() >= 2 && brain.iter().any(|&v| (v - brain[0]).abs() > 1e-2));
+            let mut v = vol([5, 4, 3], |i, j, k| values[i + 5 * (j + 4 * k)]);
+            let m = vol([5, 4, 3], |i, j, k| mask[i + 5 * (j + 4 * k)]);
+            zscore_in_mask(&mut v, &m, background).unwrap();
+            let z: Vec<f64> = v.data.iter().zip(&m.data).filter(|(_, m)| **m != 0).map(|(v, _)| f64::from(*v)).collect();
+            let n = z.len() as f64;
+            let mean = z.iter().sum::<f64>() / n;
+            let std = (z.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / n).sqrt();
+            prop_assert!(mean.abs() < 1e-5, "mean {}", mean);
+            prop_assert!((std - 1.0).abs() < 1e-5, "std {}", std);
+            for (x, mk) in v.data.iter().zip(&m.data) {
+                if *mk == 0 { prop_assert_eq!(*x, background); }
+            }
+        }
+    }
+
+    #[test]
+    fn quantile_matches_numpy_linear() {
+        // np.percentile([1, 2, 3, 4, 10], [0, 25, 50, 90, 100]) = [1, 2, 3, 7.6, 10]
+        for (q, want) in [(0.0, 1.0), (0.25, 2.0), (0.5, 3.0), (0.9, 7.6), (1.0, 10.0)] {
+            let mut v = vec![10.0, 3.0, 1.0, 4.0, 2.0];
+            assert!((quantile(&mut v, q) - want).abs() < 1e-6, "q {q}");
+        }
+    }
+
+    #[test]
+    fn clip_percentiles_clamps_brain_only() {
+        let mut v = vol([6, 1, 1], |i, _, _| [100.0, 1.0, 2.0, 3.0, 4.0, 0.0][i]);
+        let m = vol([6, 1, 1], |i, _, _| u8::from(i < 5));
+        let (lo, hi) = clip_percentiles(&mut v, &m, 0.0, 75.0).unwrap();
+        assert_eq!((lo, hi), (1.0, 4.0));
+        assert_eq!(v.data, [4.0, 1.0, 2.0, 3.0, 4.0, 0.0]);
+        let err = clip_percentiles(&mut v, &m, 50.0, 20.0).unwrap_err();
+        assert!(err.to_string().contains("clip_percentiles"), "{err}");
+    }
+
+    #[test]
+    fn axial_slice_orientation() {
+        // 3 x 2 x 2 volume: value = 10 * y + x (+ 100 z).
+        let v = vol([3, 2, 2], |i, j, k| (i + 10 * j + 100 * k) as u16);
+        let (n, hw) = axial_slice(&v, 1, SliceView::Neurological);
+        assert_eq!(hw, (2, 3));
+        // Row 0 is the most anterior (largest y); columns run along x.
+        assert_eq!(n, [110, 111, 112, 100, 101, 102]);
+        let (r, _) = axial_slice(&v, 0, SliceView::Radiological);
+        assert_eq!(r, [12, 11, 10, 2, 1, 0]);
+    }
+
+    #[test]
+    fn config_check_names_keys() {
+        let bad = |c: PreprocessConfig, key: &str| {
+            let err = c.check().unwrap_err();
+            assert!(err.to_string().contains(key), "{err}");
+        };
+        bad(
+            PreprocessConfig {
+                slice_size: [0, 128],
+                ..Default::default()
+            },
+            "slice_size",
+        );
+        bad(
+            PreprocessConfig {
+                crop: Some([1, 0, 1]),
+                ..Default::default()
+            },
+            "crop",
+        );
+        bad(
+            PreprocessConfig {
+                background: f32::NAN,
+                ..Default::default()
+            },
+            "background",
+        );
+        bad(
+            PreprocessConfig {
+                clip_percentiles: Some([1.0, 101.0]),
+                ..Default::default()
+            },
+            "clip_percentiles",
+        );
+        let err = toml::from_str::<PreprocessConfig>("backgroud = 1.0").unwrap_err();
+        assert!(err.to_string().contains("backgroud"), "{err}");
+        let c: PreprocessConfig =
+            toml::from_str("view = \"neurological\"\nslice_size = [64, 32]").unwrap();
+        assert_eq!(
+            (c.view, c.slice_size, c.background),
+            (SliceView::Neurological, [64, 32], -3.5)
+        );
+        assert!(
+            Pipeline::new(
+                PreprocessConfig {
+                    histogram_match: Some(HistMatchConfig::default()),
+                    ..Default::default()
+                },
+                None
+            )
+            .is_err()
+        );
+    }
+
+    /// A 12 x 10 x 6 "head": brain in the middle of slices 1..=4, a lesion in slice 2.
+    fn subject() -> (Volume<f32>, Volume<u8>) {
+        let img = vol([12, 10, 6], |i, j, k| {
+            let inside = (2..10).contains(&i) && (2..8).contains(&j) && (1..5).contains(&k);
+            if inside {
+                50.0 + (i * 3 + j * 5 + k * 7) as f32
+            } else {
+                0.0
+            }
+        });
+        let lesion = vol([12, 10, 6], |i, j, k| {
+            u8::from(k == 2 && (4..6).contains(&i) && (3..5).contains(&j))
+        });
+        (img, lesion)
+    }
+
+    #[test]
+    fn pipeline_drops_empty_slices_and_keeps_identity() {
+        let (img, lesion) = subject();
+        let p = Pipeline::new(
+            PreprocessConfig {
+                slice_size: [5, 6],
+                ..Default::default()
+            },
+            None,
+        )
+        .unwrap();
+        let out = p.run(img.clone(), None, Some(lesion.clone())).unwrap();
+        assert_eq!((out.height, out.width), (5, 6));
+        assert_eq!(
+            out.slices.iter().map(|s| s.index).collect::<Vec<_>>(),
+            [1, 2, 3, 4]
+        );
+        assert!(
+            out.slices
+                .iter()
+                .all(|s| s.image.len() == 30 && s.brain.len() == 30)
+        );
+        assert!(out.slices[1].lesion.contains(&1));
+        assert!(out.slices[0].lesion.iter().all(|&l| l == 0));
+        // Same result as the composable steps run one by one.
+        let mut z = img.clone();
+        let m = nonzero_mask(&z);
+        zscore_in_mask(&mut z, &m, -3.5).unwrap();
+        let (s, hw) = axial_slice(&z, 3, SliceView::Radiological);
+        assert_eq!(
+            out.slices[2].image,
+            crate::resize::resize_bilinear(&s, hw, (5, 6))
+        );
+        // Keeping empty slices gives all 6.
+        let p = Pipeline::new(
+            PreprocessConfig {
+                drop_empty_slices: false,
+                ..Default::default()
+            },
+            None,
+        )
+        .unwrap();
+        let out = p.run(img, None, None).unwrap();
+        assert_eq!(out.slices.len(), 6);
+        assert!(out.slices[0].image.iter().all(|&v| v == -3.5));
+    }
+
+    #[test]
+    fn native_grid_equals_reoriented_volume() {
+        use crate::reorient_to_ras;
+        // Stored axes (P, S, L)-like: voxel i moves along -y, j along +z, k along -x, so RAS
+        // x is not contiguous (the gather path) and two axes are flipped.
+        let affine = [
+            [0.0, 0.0, -1.0, 20.0],
+            [-1.0, 0.0, 0.0, 30.0],
+            [0.0, 1.0, 0.0, -5.0],
+            [0.0, 0.0, 0.0, 1.0],
+        ];
+        let dims = [9, 7, 11];
+        let mk = |f: &dyn Fn(usize, usize, usize) -> f32| {
+            let mut v = vol(dims, f);
+            v.affine = affine;
+            v
+        };
+        let img = mk(&|i, j, k| {
+            if (1..8).contains(&i) && (2..6).contains(&j) && (1..10).contains(&k) {
+                10.0 + (i * 3 + j * 5 + k * 7) as f32
+            } else {
+                0.0
+            }
+        });
+        let lesion = binarize(&mk(&|i, j, k| {
+            f32::from(u8::from(i == 4 && j == 3 && k > 5))
+        }));
+        let brain = binarize(&mk(&|i, _, k| f32::from(u8::from(i > 2 && k < 9))));
+        for view in [SliceView::Radiological, SliceView::Neurological] {
+            for lesion_resize in [LesionResize::Nearest, LesionResize::BilinearAny] {
+                let p = Pipeline::new(
+                    PreprocessConfig {
+                        slice_size: [6, 5],
+                        view,
+                        lesion_resize,
+                        ..Default::default()
+                    },
+                    None,
+                )
+                .unwrap();
+                for brain in [None, Some(brain.clone())] {
+                    let (ras, r) = reorient_to_ras(&img).unwrap();
+                    let b = brain.as_ref().map(|b| r.to_ras(b).unwrap());
+                    let want = p.run(ras, b, Some(r.to_ras(&lesion).unwrap())).unwrap();
+                    let got = p
+                        .run_native(img.clone(), brain, Some(lesion.clone()))
+                        .unwrap();
+                    assert!(!want.slices.is_empty());
+                    assert_eq!(got, want, "{view:?} {lesion_resize:?}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn pipeline_rejects_mismatched_masks() {
+        let (img, _) = subject();
+        let small = vol([3, 3, 3], |_, _, _| 1u8);
+        let p = Pipeline::new(PreprocessConfig::default(), None).unwrap();
+        let err = p.run(img, Some(small), None).unwrap_err();
+        assert!(err.to_string().contains("brain mask"), "{err}");
+    }
+}
