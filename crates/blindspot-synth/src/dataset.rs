@@ -1,0 +1,220 @@
+//! Planning subjects from a config, and writing the dataset folder.
+//!
+//! ```text
+//! <out>/images/<subject>.nii.gz        float32 image
+//! <out>/brain_masks/<subject>.nii.gz   uint8 0/1
+//! <out>/lesion_masks/<subject>.nii.gz  uint8 0/1 (empty when healthy)
+//! <out>/manifest.csv                   one row per subject (see MANIFEST_HEADER)
+//! <out>/layout.toml                    the blindspot-io generic layout of this folder
+//! <out>/synth.toml                     the resolved [synth] config that produced it
+//! ```
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use rayon::prelude::*;
+
+use crate::config::{OodTransform, SynthConfig};
+use crate::error::{Result, SynthError};
+use crate::field::{fnv1a, splitmix64};
+use crate::subject::{SubjectSpec, generate_subject};
+
+/// The manifest's columns, in order.
+pub const MANIFEST_HEADER: &str =
+    "subject,split,set,site,contrast,lesion_kind,lesion_ml,ood_kind,ood_transform,seed";
+
+/// The blindspot-io layout of a dataset folder written here.
+pub const LAYOUT_TOML: &str = "image = \"images/*.nii.gz\"\n\
+id_regex = 'images/(?P<id>[^/]+)\\.nii\\.gz$'\n\
+brain_mask = \"brain_masks/{id}.nii.gz\"\n\
+lesion_mask = \"lesion_masks/{id}.nii.gz\"\n";
+
+/// The seed of subject `index` of set `set` under master seed `seed`.
+pub fn subject_seed(seed: u64, set: &str, index: usize) -> u64 {
+    splitmix64(splitmix64(seed) ^ fnv1a(set) ^ splitmix64(index as u64 ^ 0x5EED))
+}
+
+/// Every subject of the config, set by set, in manifest order.
+///
+/// Lesional subjects are the first `round(lesion_rate * count)` of a set; their kinds cycle
+/// through the set's `lesions` list.
+///
+/// # Errors
+/// [`SynthError::Invalid`] when the config does not validate.
+pub fn plan(config: &SynthConfig) -> Result<Vec<SubjectSpec>> {
+    config.validate()?;
+    let mut out = Vec::new();
+    for set in &config.sets {
+        let n_lesional = (set.effective_lesion_rate() * set.count as f64).round() as usize;
+        for i in 0..set.count {
+            let lesion = if i < n_lesional {
+                set.lesions[i % set.lesions.len()]
+            } else {
+                crate::LesionKind::None
+            };
+            out.push(SubjectSpec {
+                id: format!("{}-{i:03}", set.name),
+                set: set.name.clone(),
+                split: set.split,
+                seed: subject_seed(config.seed, &set.name, i),
+                site: set.site.clone(),
+                contrast: set.contrast,
+                lesion,
+                ood: set.ood,
+            });
+        }
+    }
+    Ok(out)
+}
+
+/// The OOD label of a subject against the config's reference site and weighting: `none`, or
+/// `+`-joined parts among `site`, `modality` and the transform's name (`flip_lr`, `skull`, ...).
+pub fn ood_label(config: &SynthConfig, spec: &SubjectSpec) -> String {
+    let mut parts = Vec::new();
+    if spec.ood == OodTransform::Noise {
+        return "noise".to_owned();
+    }
+    if spec.site != config.reference_site {
+        parts.push("site");
+    }
+    if spec.contrast != config.reference_contrast {
+        parts.push("modality");
+    }
+    if spec.ood != OodTransform::None {
+        parts.push(spec.ood.name());
+    }
+    if parts.is_empty() {
+        "none".to_owned()
+    } else {
+        parts.join("+")
+    }
+}
+
+/// What [`write_dataset`] wrote.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DatasetSummary {
+    /// Number of subjects.
+    pub subjects: usize,
+    /// Total bytes of the files written (images, masks, manifest, configs).
+    pub bytes: u64,
+    /// The manifest's path.
+    pub manifest: PathBuf,
+}
+
+/// Generate every subject of `config` (in parallel, on rayon's pool) and write the dataset
+/// folder `out` (created if missing). Every file is written atomically; the same config
+/// gives the same bytes whatever the thread count.
+///
+/// # Errors
+/// [`SynthError::Invalid`] for a config that does not validate; [`SynthError::StaleOutput`]
+/// when `out/images` holds a subject this config would not write (from another config);
+/// [`SynthError::Io`] / [`SynthError::Volume`] when a file cannot be written.
+pub fn write_dataset(config: &SynthConfig, out: &Path) -> Result<DatasetSummary> {
+    let specs = plan(config)?;
+    let dirs = ["images", "brain_masks", "lesion_masks"].map(|d| out.join(d));
+    for d in &dirs {
+        std::fs::create_dir_all(d).map_err(|source| SynthError::Io {
+            path: d.clone(),
+            source,
+        })?;
+    }
+    check_no_stale(&dirs[0], &specs)?;
+    let rows: Vec<Result<(String, u64)>> = specs
+        .par_iter()
+        .map(|spec| {
+            let s = generate_subject(config, spec)?;
+            let file = format!("{}.nii.gz", spec.id);
+            let paths = dirs.clone().map(|d| d.join(&file));
+            blindspot_io::write_f32(&paths[0], &s.image)?;
+            blindspot_io::write_u8(&paths[1], &s.brain_mask)?;
+            blindspot_io::write_u8(&paths[2], &s.lesion_mask)?;
+            let mut bytes = 0;
+            for p in &paths {
+                bytes += std::fs::metadata(p)
+                    .map_err(|source| SynthError::Io {
+                        path: p.clone(),
+                        source,
+                    })?
+                    .len();
+            }
+            let row = format!(
+                "{},{},{},{},{},{},{:.4},{},{},{}",
+                spec.id,
+                spec.split.name(),
+                spec.set,
+                spec.site,
+                spec.contrast.name(),
+                spec.lesion.name(),
+                s.lesion_ml,
+                ood_label(config, spec),
+                spec.ood.name(),
+                spec.seed
+            );
+            Ok((row, bytes))
+        })
+        .collect();
+    let mut manifest = String::from(MANIFEST_HEADER);
+    manifest.push('\n');
+    let mut bytes = 0;
+    for r in rows {
+        let (row, b) = r?;
+        manifest.push_str(&row);
+        manifest.push('\n');
+        bytes += b;
+    }
+    let manifest_path = out.join("manifest.csv");
+    bytes += write_text_atomic(&manifest_path, &manifest)?;
+    bytes += write_text_atomic(&out.join("layout.toml"), LAYOUT_TOML)?;
+    bytes += write_text_atomic(&out.join("synth.toml"), &config.to_toml_string())?;
+    Ok(DatasetSummary {
+        subjects: specs.len(),
+        bytes,
+        manifest: manifest_path,
+    })
+}
+
+/// Refuse a folder whose `images/` holds subjects this plan does not write.
+fn check_no_stale(images: &Path, specs: &[SubjectSpec]) -> Result<()> {
+    let entries = std::fs::read_dir(images).map_err(|source| SynthError::Io {
+        path: images.to_owned(),
+        source,
+    })?;
+    for entry in entries {
+        let entry = entry.map_err(|source| SynthError::Io {
+            path: images.to_owned(),
+            source,
+        })?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if let Some(id) = name.strip_suffix(".nii.gz")
+            && !specs.iter().any(|s| s.id == id)
+        {
+            return Err(SynthError::StaleOutput { path: entry.path() });
+        }
+    }
+    Ok(())
+}
+
+/// Write `text` to `path` through a temporary file in the same folder and a rename.
+fn write_text_atomic(path: &Path, text: &str) -> Result<u64> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let tmp = dir.join(format!(
+        ".{}.tmp-{}",
+        path.file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default(),
+        std::process::id()
+    ));
+    let io = |source, p: &Path| SynthError::Io {
+        path: p.to_owned(),
+        source,
+    };
+    let mut f = std::fs::File::create(&tmp).map_err(|e| io(e, &tmp))?;
+    f.write_all(text.as_bytes()).map_err(|e| io(e, &tmp))?;
+    f.sync_all().map_err(|e| io(e, &tmp))?;
+    drop(f);
+    std::fs::rename(&tmp, path).map_err(|e| {
+        let _ = std::fs::remove_file(&tmp);
+        io(e, path)
+    })?;
+    Ok(text.len() as u64)
+}
