@@ -12,11 +12,18 @@ const NO_BURN: &[&str] = &[
     "blindspot-synth",
     "blindspot-metrics",
     "blindspot-ood",
+    "blindspot-report",
 ];
 
 /// Concrete burn backends: only the runner binary may name them outside dev-dependencies.
 const BACKENDS: &[&str] = &["burn-flex", "burn-ndarray", "burn-cuda", "burn-candle"];
-const MAY_NAME_BACKENDS: &[&str] = &["blindspot-runner", "xtask"];
+const MAY_NAME_BACKENDS: &[&str] = &[
+    "blindspot-runner",
+    "xtask",
+    // the one TestBackend alias (a dev-dependency of the model crates) and the benchmarks
+    "blindspot-testkit",
+    "blindspot-benches",
+];
 
 pub fn check(root: &Path) -> Result<()> {
     let mut failures = Vec::new();

@@ -1,0 +1,253 @@
+//! The four findings of the quickstart, stated from the numbers in a [`Results`].
+//!
+//! Each finding says what was measured and whether the paper's claim holds on this run, by
+//! a fixed, documented criterion; a finding whose inputs are missing says so instead.
+
+use crate::schema::{Estimate, Results, TestSetRole};
+
+/// One finding: a title, a verdict and the sentence with its numbers.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Finding {
+    /// Short title (`The blind spot`).
+    pub title: &'static str,
+    /// Whether the paper's claim holds on this run; `None` when the results lack the inputs.
+    pub holds: Option<bool>,
+    /// The statement with its numbers.
+    pub text: String,
+}
+
+/// The criterion of finding 1: the worst healthy-OOD pixel FPR is at least this multiple of
+/// the calibration target.
+pub const BLIND_SPOT_RATIO: f64 = 2.0;
+/// Finding 2: plain OOD scores "separate" OOD from ID at a mean AUROC of at least this ...
+pub const SEPARATES_AUROC: f64 = 0.7;
+/// ... while their disentangling AUROC stays within this distance of chance (0.5).
+pub const NEAR_CHANCE: f64 = 0.15;
+/// Finding 3: the best prior-knowledge statistic beats the best plain one by at least this.
+pub const PRIOR_MARGIN: f64 = 0.1;
+
+pub(crate) fn pct(v: f64) -> String {
+    format!("{:.1}%", 100.0 * v)
+}
+
+pub(crate) fn est(e: &Estimate) -> String {
+    match (e.low, e.high) {
+        (Some(lo), Some(hi)) => format!("{:.3} [{lo:.3}, {hi:.3}]", e.value),
+        _ => format!("{:.3}", e.value),
+    }
+}
+
+pub(crate) fn est_pct(e: &Estimate) -> String {
+    match (e.low, e.high) {
+        (Some(lo), Some(hi)) => format!("{} [{}, {}]", pct(e.value), pct(lo), pct(hi)),
+        _ => pct(e.value),
+    }
+}
+
+fn mean(values: &[f64]) -> Option<f64> {
+    (!values.is_empty()).then(|| values.iter().sum::<f64>() / values.len() as f64)
+}
+
+/// The four findings, in order: the blind spot, OOD scores do not disentangle, prior
+/// knowledge does, the gate.
+pub fn findings(r: &Results) -> Vec<Finding> {
+    vec![blind_spot(r), ood_scores(r), prior_knowledge(r), gate(r)]
+}
+
+fn blind_spot(r: &Results) -> Finding {
+    let title = "The blind spot";
+    let fpr_of = |set: &crate::schema::TestSetResult| {
+        set.pixel
+            .iter()
+            .find(|p| !p.baseline)
+            .and_then(|p| p.healthy_fpr_at_threshold)
+    };
+    let ood: Vec<(String, f64)> = r
+        .test_sets
+        .iter()
+        .filter(|t| t.role == TestSetRole::OutOfDistribution)
+        .filter_map(|t| fpr_of(t).map(|e| (t.name.clone(), e.value)))
+        .collect();
+    let id_fpr = r
+        .test_sets
+        .iter()
+        .filter(|t| t.role == TestSetRole::InDistribution)
+        .find_map(|t| fpr_of(t).map(|e| (t.name.clone(), e.value)));
+    let target = r.threshold.target_fpr.or(id_fpr.as_ref().map(|x| x.1));
+    let (Some(target), false) = (target, ood.is_empty()) else {
+        return Finding {
+            title,
+            holds: None,
+            text: "No healthy-pixel FPR at the threshold was measured on out-of-distribution sets."
+                .into(),
+        };
+    };
+    let mut text = format!(
+        "At the threshold {:.4} set for {} pixel FPR on {}, the healthy-pixel FPR is",
+        r.threshold.value,
+        pct(target),
+        r.threshold.calibrated_on
+    );
+    if let Some((name, v)) = &id_fpr {
+        text.push_str(&format!(" {} on held-out {name} (ID),", pct(*v)));
+    }
+    let parts: Vec<String> = ood
+        .iter()
+        .map(|(name, v)| {
+            if target > 0.0 {
+                format!("{} on {name} ({:.1}x)", pct(*v), v / target)
+            } else {
+                format!("{} on {name}", pct(*v))
+            }
+        })
+        .collect();
+    text.push(' ');
+    text.push_str(&parts.join(", "));
+    let worst = ood.iter().map(|x| x.1).fold(0.0, f64::max);
+    let holds = worst >= BLIND_SPOT_RATIO * target;
+    text.push_str(&format!(
+        ". {}",
+        if holds {
+            format!("Healthy scans from shifted distributions are flagged as lesion far more often (worst {:.1}x the target).", worst / target.max(f64::MIN_POSITIVE))
+        } else {
+            format!("No shifted set reaches {BLIND_SPOT_RATIO}x the target FPR on this run.")
+        }
+    ));
+    Finding {
+        title,
+        holds: Some(holds),
+        text,
+    }
+}
+
+/// Mean OOD AUROC (healthy mode, else all) of `stat` over OOD sets, and mean disentangling
+/// AUROC over sets that report it.
+fn stat_summary(r: &Results, stat: &str) -> (Option<f64>, Option<f64>) {
+    let ood: Vec<f64> = r
+        .test_sets
+        .iter()
+        .filter(|t| t.role == TestSetRole::OutOfDistribution)
+        .flat_map(|t| t.ood.iter().filter(|o| o.statistic == stat))
+        .filter_map(|o| o.healthy.or(o.all).map(|d| d.auroc.value))
+        .collect();
+    let dis: Vec<f64> = r
+        .test_sets
+        .iter()
+        .flat_map(|t| t.disentangling.iter().filter(|d| d.statistic == stat))
+        .map(|d| d.auroc.value)
+        .collect();
+    (mean(&ood), mean(&dis))
+}
+
+fn ood_scores(r: &Results) -> Finding {
+    let title = "OOD scores do not disentangle lesions from distribution shift";
+    let mut parts = Vec::new();
+    let mut all_hold = true;
+    for s in r.statistics.iter().filter(|s| !s.prior_knowledge) {
+        let (ood, dis) = stat_summary(r, &s.name);
+        let (Some(ood), Some(dis)) = (ood, dis) else {
+            continue;
+        };
+        all_hold &= ood >= SEPARATES_AUROC && (dis - 0.5).abs() <= NEAR_CHANCE;
+        parts.push(format!(
+            "{}: OOD AUROC {ood:.3}, disentangling AUROC {dis:.3}",
+            s.label
+        ));
+    }
+    if parts.is_empty() {
+        return Finding {
+            title,
+            holds: None,
+            text: "No plain OOD statistic has both OOD and disentangling results.".into(),
+        };
+    }
+    let text = format!(
+        "Mean over the OOD sets (healthy-OOD vs ID slices) and over the lesional sets (lesional vs healthy slices): {}. Criterion: OOD AUROC >= {SEPARATES_AUROC} and disentangling AUROC within {NEAR_CHANCE} of chance; {}.",
+        parts.join("; "),
+        if all_hold {
+            "it holds for every statistic"
+        } else {
+            "it fails for at least one statistic"
+        }
+    );
+    Finding {
+        title,
+        holds: Some(all_hold),
+        text,
+    }
+}
+
+fn prior_knowledge(r: &Results) -> Finding {
+    let title =
+        "Prior knowledge (residual entropy H_l1) separates lesional from healthy-OOD slices";
+    let best = |prior: bool| {
+        r.statistics
+            .iter()
+            .filter(|s| s.prior_knowledge == prior)
+            .filter_map(|s| stat_summary(r, &s.name).1.map(|d| (s.label.clone(), d)))
+            .max_by(|a, b| a.1.total_cmp(&b.1))
+    };
+    match (best(true), best(false)) {
+        (Some((pl, pd)), Some((ol, od))) => {
+            let holds = pd >= od + PRIOR_MARGIN;
+            Finding {
+                title,
+                holds: Some(holds),
+                text: format!(
+                    "Mean disentangling AUROC: {pl} {pd:.3} against {od:.3} for the best plain OOD score ({ol}); a margin of {:+.3} (criterion: at least {PRIOR_MARGIN}).",
+                    pd - od
+                ),
+            }
+        }
+        _ => Finding {
+            title,
+            holds: None,
+            text:
+                "Disentangling results for a prior-knowledge and a plain statistic are both needed."
+                    .into(),
+        },
+    }
+}
+
+fn gate(r: &Results) -> Finding {
+    let title = "The gate";
+    let Some(g) = &r.gate else {
+        return Finding {
+            title,
+            holds: None,
+            text: "The gate was not run.".into(),
+        };
+    };
+    let per_set: Vec<String> = g
+        .per_set
+        .iter()
+        .map(|s| format!("{} {}/{}", s.test_set, s.rejected, s.scans))
+        .collect();
+    let mut text = format!(
+        "The gate rejects {} of all test scans (rejected per set: {}).",
+        pct(g.fraction_rejected),
+        per_set.join(", ")
+    );
+    let holds = match (g.dice_accepted, g.dice_all) {
+        (Some(a), Some(all)) => {
+            text.push_str(&format!(
+                " Dice on accepted lesional scans {} against {} without the gate.",
+                est(&a),
+                est(&all)
+            ));
+            Some(a.value > all.value)
+        }
+        (Some(a), None) => {
+            text.push_str(&format!(" Dice on accepted lesional scans {}.", est(&a)));
+            None
+        }
+        _ => None,
+    };
+    if let Some(aurc) = &g.aurc {
+        text.push_str(&format!(
+            " Area under the risk-coverage curve {}.",
+            est(aurc)
+        ));
+    }
+    Finding { title, holds, text }
+}

@@ -1,0 +1,991 @@
+//! The report: one document model rendered to Markdown and to self-contained HTML, the CSV
+//! tables and the plots.
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+
+use plotters::prelude::SeriesLabelPosition;
+
+use crate::error::{ReportError, Result};
+use crate::findings::{est, est_pct, findings, pct};
+use crate::io::{base64, load_results, write_atomic};
+use crate::plot::{Axes, RefLine, histogram_plot, line_plot, padded_range};
+use crate::schema::{Curve, Detection, Results, TestSetRole};
+
+/// File name of the results inside a run directory.
+pub const RESULTS_FILE: &str = "results.json";
+
+/// The files a rendered report consists of (paths inside the output directory).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReportFiles {
+    /// `report.md`.
+    pub markdown: PathBuf,
+    /// `report.html` (images embedded, no external references).
+    pub html: PathBuf,
+    /// The CSV tables under `tables/`.
+    pub tables: Vec<PathBuf>,
+    /// The PNG plots under `plots/`.
+    pub plots: Vec<PathBuf>,
+}
+
+/// A piece of the document.
+enum Block {
+    Heading(u8, String),
+    Para(String),
+    List(Vec<String>),
+    Table {
+        header: Vec<String>,
+        rows: Vec<Vec<String>>,
+    },
+    /// An image, its path relative to the output directory.
+    Image {
+        path: String,
+        caption: String,
+    },
+    /// Start the next images on a new row (HTML only).
+    Break,
+}
+
+/// Renders the report of `results` into `out_dir`: `report.md`, `report.html`, `tables/*.csv`
+/// and `plots/*.png`. Slice grids referenced by the results are read from `out_dir` (they are
+/// written there by the run). Every file is written atomically.
+///
+/// # Errors
+/// [`ReportError::Invalid`]/[`ReportError::SchemaVersion`] when the results break the
+/// schema, [`ReportError::Io`] naming a referenced slice grid that is missing or a file that
+/// cannot be written, [`ReportError::Plot`] when a plot cannot be drawn (for example no font).
+pub fn render_report(results: &Results, out_dir: &Path) -> Result<ReportFiles> {
+    results.validate()?;
+    for t in &results.test_sets {
+        for g in &t.slice_grids {
+            let p = out_dir.join(&g.path);
+            if !p.is_file() {
+                return Err(ReportError::io(
+                    p,
+                    std::io::Error::new(
+                        std::io::ErrorKind::NotFound,
+                        "slice grid referenced by results.json is missing",
+                    ),
+                ));
+            }
+        }
+    }
+    let plots = write_plots(results, out_dir)?;
+    let tables = write_tables(results, out_dir)?;
+    let doc = document(results, &plots);
+    let markdown = out_dir.join("report.md");
+    write_atomic(&markdown, to_markdown(&doc).as_bytes())?;
+    let html = out_dir.join("report.html");
+    write_atomic(
+        &html,
+        to_html(&results.experiment, &doc, out_dir)?.as_bytes(),
+    )?;
+    Ok(ReportFiles {
+        markdown,
+        html,
+        tables: tables.into_iter().map(|t| out_dir.join(t)).collect(),
+        plots: plots.iter().map(|p| out_dir.join(&p.path)).collect(),
+    })
+}
+
+/// Loads `dir/results.json` and renders its report into `dir` (the `blindspot report` command).
+///
+/// # Errors
+/// Those of [`load_results`] and [`render_report`].
+pub fn rebuild_report(dir: &Path) -> Result<ReportFiles> {
+    let results = load_results(&dir.join(RESULTS_FILE))?;
+    render_report(&results, dir)
+}
+
+/// A file-name-safe form of a name: lower-case ASCII letters, digits and `-`.
+pub fn slug(name: &str) -> String {
+    let mut out = String::new();
+    for c in name.chars() {
+        if c.is_ascii_alphanumeric() {
+            out.push(c.to_ascii_lowercase());
+        } else if !out.ends_with('-') {
+            out.push('-');
+        }
+    }
+    let out = out.trim_matches('-').to_string();
+    if out.is_empty() { "x".into() } else { out }
+}
+
+/// A written plot: where, and what it shows.
+struct Plot {
+    path: String,
+    caption: String,
+    /// Which section it belongs to.
+    section: PlotSection,
+}
+
+#[derive(PartialEq, Eq, Clone, Copy)]
+enum PlotSection {
+    BlindSpot,
+    Pixel,
+    Histogram,
+    Gate,
+}
+
+fn write_plots(r: &Results, dir: &Path) -> Result<Vec<Plot>> {
+    let mut plots = Vec::new();
+    let mut add = |rel: String, caption: String, section| {
+        plots.push(Plot {
+            path: rel,
+            caption,
+            section,
+        })
+    };
+
+    // FPR against threshold, one curve per test set (first learned method).
+    let fpr_curves: Vec<Curve> = r
+        .test_sets
+        .iter()
+        .filter_map(|t| {
+            t.curves.fpr_vs_threshold.first().map(|c| Curve {
+                label: t.name.clone(),
+                points: c.points.clone(),
+            })
+        })
+        .collect();
+    if !fpr_curves.is_empty() {
+        let xs = padded_range(
+            fpr_curves
+                .iter()
+                .flat_map(|c| c.points.iter().map(|p| p[0]))
+                .chain([r.threshold.value]),
+        );
+        let ymax = fpr_curves
+            .iter()
+            .flat_map(|c| c.points.iter().map(|p| p[1]))
+            .fold(0.0, f64::max)
+            .max(0.05)
+            * 1.05;
+        let mut refs = vec![RefLine {
+            label: format!("threshold {:.3}", r.threshold.value),
+            from: (r.threshold.value, 0.0),
+            to: (r.threshold.value, ymax),
+        }];
+        if let Some(t) = r.threshold.target_fpr {
+            refs.push(RefLine {
+                label: format!("target FPR {}", pct(t)),
+                from: (xs.start, t),
+                to: (xs.end, t),
+            });
+        }
+        let rel = "plots/fpr-vs-threshold.png".to_string();
+        let axes = Axes {
+            title: "Healthy-pixel FPR against threshold",
+            x_desc: "threshold",
+            y_desc: "healthy-pixel FPR",
+            x: xs,
+            y: 0.0..ymax,
+            legend: SeriesLabelPosition::UpperRight,
+        };
+        line_plot(&dir.join(&rel), &axes, &fpr_curves, &refs)?;
+        add(rel, "Healthy-pixel FPR of each test set against the threshold; the dashed lines mark the calibrated threshold and its target FPR.".into(), PlotSection::BlindSpot);
+    }
+
+    // distinct names can share a slug (`T1`, `t1`): number the later ones
+    let mut used = std::collections::HashSet::new();
+    let mut unique = |name: &str| {
+        let base = slug(name);
+        let mut s = base.clone();
+        let mut k = 2;
+        while !used.insert(s.clone()) {
+            s = format!("{base}-{k}");
+            k += 1;
+        }
+        s
+    };
+    for t in &r.test_sets {
+        let s = unique(&t.name);
+        if !t.curves.roc.is_empty() {
+            let rel = format!("plots/roc-{s}.png");
+            let title = format!("Pixel ROC: {}", t.name);
+            let diag = [RefLine {
+                label: "chance".into(),
+                from: (0.0, 0.0),
+                to: (1.0, 1.0),
+            }];
+            let axes = Axes {
+                title: &title,
+                x_desc: "false-positive rate",
+                y_desc: "true-positive rate",
+                x: 0.0..1.0,
+                y: 0.0..1.0,
+                legend: SeriesLabelPosition::LowerRight,
+            };
+            line_plot(&dir.join(&rel), &axes, &t.curves.roc, &diag)?;
+            add(
+                rel,
+                format!("Pixel-level ROC curves on {}.", t.name),
+                PlotSection::Pixel,
+            );
+        }
+        if !t.curves.pr.is_empty() {
+            let rel = format!("plots/pr-{s}.png");
+            let title = format!("Pixel precision-recall: {}", t.name);
+            let axes = Axes {
+                title: &title,
+                x_desc: "recall",
+                y_desc: "precision",
+                x: 0.0..1.0,
+                y: 0.0..1.0,
+                legend: SeriesLabelPosition::UpperRight,
+            };
+            line_plot(&dir.join(&rel), &axes, &t.curves.pr, &[])?;
+            add(
+                rel,
+                format!("Pixel-level precision-recall curves on {}.", t.name),
+                PlotSection::Pixel,
+            );
+        }
+    }
+
+    for h in &r.histograms {
+        let rel = format!("plots/hist-{}.png", unique(&h.statistic));
+        let title = format!("Slice scores: {}", r.statistic_label(&h.statistic));
+        histogram_plot(&dir.join(&rel), &title, h)?;
+        add(
+            rel,
+            format!(
+                "Distribution of {} per dataset split.",
+                r.statistic_label(&h.statistic)
+            ),
+            PlotSection::Histogram,
+        );
+    }
+
+    if let Some(g) = r.gate.as_ref().filter(|g| !g.risk_coverage.is_empty()) {
+        let rel = "plots/risk-coverage.png".to_string();
+        let ymax = g
+            .risk_coverage
+            .iter()
+            .map(|p| p[1])
+            .fold(0.0, f64::max)
+            .max(0.1)
+            * 1.05;
+        let curve = Curve {
+            label: "gate".into(),
+            points: g.risk_coverage.clone(),
+        };
+        let axes = Axes {
+            title: "Risk-coverage of the gate",
+            x_desc: "coverage (fraction of scans accepted)",
+            y_desc: "risk (1 - Dice)",
+            x: 0.0..1.0,
+            y: 0.0..ymax,
+            legend: SeriesLabelPosition::UpperLeft,
+        };
+        line_plot(&dir.join(&rel), &axes, &[curve], &[])?;
+        add(
+            rel,
+            "Risk (1 - Dice) of the accepted lesional scans as the gate accepts more scans.".into(),
+            PlotSection::Gate,
+        );
+    }
+    Ok(plots)
+}
+
+fn opt<T>(v: Option<T>, f: impl Fn(T) -> String) -> String {
+    v.map_or_else(|| "n/a".into(), f)
+}
+
+fn role(r: TestSetRole) -> &'static str {
+    match r {
+        TestSetRole::InDistribution => "ID",
+        TestSetRole::OutOfDistribution => "OOD",
+    }
+}
+
+fn pixel_rows(r: &Results) -> (Vec<String>, Vec<Vec<String>>) {
+    let header = [
+        "test set",
+        "method",
+        "AUROC",
+        "AP",
+        "best Dice (t)",
+        "Dice at t",
+        "healthy FPR at t",
+    ]
+    .map(String::from)
+    .to_vec();
+    let mut rows = Vec::new();
+    for t in &r.test_sets {
+        for p in &t.pixel {
+            rows.push(vec![
+                t.name.clone(),
+                if p.baseline {
+                    format!("{} (baseline)", p.method)
+                } else {
+                    p.method.clone()
+                },
+                opt(p.auroc.as_ref(), est),
+                opt(p.ap.as_ref(), est),
+                opt(p.best_dice, |b| {
+                    format!("{:.3} ({:.3})", b.dice, b.threshold)
+                }),
+                opt(p.dice_at_threshold.as_ref(), est),
+                opt(p.healthy_fpr_at_threshold.as_ref(), est_pct),
+            ]);
+        }
+    }
+    (header, rows)
+}
+
+type ModeGetter = fn(&crate::schema::OodDetection) -> Option<Detection>;
+const MODES: [(&str, ModeGetter); 3] = [
+    ("all", |o| o.all),
+    ("lesional", |o| o.lesional),
+    ("healthy", |o| o.healthy),
+];
+
+/// Statistic × test-set matrix of a cell function; `None` when no set has a cell.
+fn matrix(
+    r: &Results,
+    cell: impl Fn(&crate::schema::TestSetResult, &str) -> Option<String>,
+) -> Option<(Vec<String>, Vec<Vec<String>>)> {
+    let stats: Vec<(String, String)> = stat_order(r);
+    let sets: Vec<&crate::schema::TestSetResult> = r
+        .test_sets
+        .iter()
+        .filter(|t| stats.iter().any(|(s, _)| cell(t, s).is_some()))
+        .collect();
+    if sets.is_empty() {
+        return None;
+    }
+    let mut header = vec!["statistic".to_string()];
+    header.extend(sets.iter().map(|t| t.name.clone()));
+    let rows = stats
+        .iter()
+        .map(|(name, label)| {
+            let mut row = vec![label.clone()];
+            row.extend(
+                sets.iter()
+                    .map(|t| cell(t, name).unwrap_or_else(|| "n/a".into())),
+            );
+            row
+        })
+        .collect();
+    Some((header, rows))
+}
+
+/// Statistics in display order: those listed in `statistics`, then any others that appear.
+fn stat_order(r: &Results) -> Vec<(String, String)> {
+    let mut out: Vec<(String, String)> = r
+        .statistics
+        .iter()
+        .map(|s| (s.name.clone(), s.label.clone()))
+        .collect();
+    for t in &r.test_sets {
+        for name in t
+            .ood
+            .iter()
+            .map(|o| &o.statistic)
+            .chain(t.disentangling.iter().map(|d| &d.statistic))
+        {
+            if !out.iter().any(|(n, _)| n == name) {
+                out.push((name.clone(), name.clone()));
+            }
+        }
+    }
+    out
+}
+
+fn document(r: &Results, plots: &[Plot]) -> Vec<Block> {
+    use Block::*;
+    let mut d = vec![Heading(1, format!("blindspot report: {}", r.experiment))];
+    let mut summary = vec![format!(
+        "Pixel threshold **{:.4}**{}, calibrated on {}.",
+        r.threshold.value,
+        r.threshold.target_fpr.map_or_else(String::new, |t| format!(
+            " (target healthy-pixel FPR {})",
+            pct(t)
+        )),
+        r.threshold.calibrated_on
+    )];
+    summary.push(match &r.bootstrap {
+        Some(b) => format!(
+            "Intervals: {:.0}% percentile bootstrap over {}s, {} resamples, seed {}.",
+            100.0 * b.level,
+            b.unit,
+            b.resamples,
+            b.seed
+        ),
+        None => "No bootstrap intervals were computed.".into(),
+    });
+    if !r.wall_times.is_empty() {
+        let total: f64 = r.wall_times.iter().map(|w| w.seconds).sum();
+        let steps: Vec<String> = r
+            .wall_times
+            .iter()
+            .map(|w| format!("{} {:.1} s", w.step, w.seconds))
+            .collect();
+        summary.push(format!("Wall time {total:.1} s ({}).", steps.join(", ")));
+    }
+    d.push(List(summary));
+
+    d.push(Heading(2, "Findings".into()));
+    d.push(List(
+        findings(r)
+            .iter()
+            .enumerate()
+            .map(|(i, f)| {
+                let verdict = match f.holds {
+                    Some(true) => "holds",
+                    Some(false) => "does not hold",
+                    None => "not measured",
+                };
+                format!("**{}. {}** ({verdict}). {}", i + 1, f.title, f.text)
+            })
+            .collect(),
+    ));
+
+    d.push(Heading(2, "Test sets".into()));
+    d.push(Table {
+        header: [
+            "test set",
+            "role",
+            "scans",
+            "ID slices",
+            "healthy-OOD slices",
+            "lesional slices",
+        ]
+        .map(String::from)
+        .to_vec(),
+        rows: r
+            .test_sets
+            .iter()
+            .map(|t| {
+                vec![
+                    t.name.clone(),
+                    role(t.role).into(),
+                    t.scans.to_string(),
+                    t.slices.id.to_string(),
+                    t.slices.healthy_ood.to_string(),
+                    t.slices.lesional.to_string(),
+                ]
+            })
+            .collect(),
+    });
+
+    let section_plots = |d: &mut Vec<Block>, section| {
+        for p in plots.iter().filter(|p| p.section == section) {
+            d.push(Image {
+                path: p.path.clone(),
+                caption: p.caption.clone(),
+            });
+        }
+    };
+
+    d.push(Heading(2, "Pixel-level lesion detection".into()));
+    d.push(Para("Every model beside the intensity-threshold baseline; `t` is the calibrated threshold, and the healthy FPR counts non-lesion brain pixels above it.".into()));
+    let (header, rows) = pixel_rows(r);
+    d.push(Table { header, rows });
+    section_plots(&mut d, PlotSection::BlindSpot);
+    d.push(Break);
+    section_plots(&mut d, PlotSection::Pixel);
+
+    d.push(Heading(2, "Slice-level OOD detection".into()));
+    d.push(Para("AUROC of each statistic at telling a test set's slices from in-distribution slices, in three modes: all slices of the set, its lesional slices only, its healthy slices only.".into()));
+    for (mode, get) in MODES {
+        if let Some((header, rows)) = matrix(r, |t, s| {
+            t.ood
+                .iter()
+                .find(|o| o.statistic == s)
+                .and_then(get)
+                .map(|x| est(&x.auroc))
+        }) {
+            d.push(Heading(3, format!("AUROC, mode `{mode}`")));
+            d.push(Table { header, rows });
+        }
+    }
+    if let Some((header, rows)) = matrix(r, |t, s| {
+        t.ood
+            .iter()
+            .find(|o| o.statistic == s)
+            .and_then(|o| o.all)
+            .map(|x| format!("{} / {}", est(&x.auprc), est(&x.fpr_at_95_tpr)))
+    }) {
+        d.push(Heading(3, "AUPRC / FPR at 95% TPR, mode `all`".into()));
+        d.push(Table { header, rows });
+    }
+    d.push(Para(
+        "All three modes with AUPRC and FPR@95TPR are in `tables/ood.csv`.".into(),
+    ));
+
+    d.push(Heading(
+        2,
+        "Disentangling lesions from distribution shift".into(),
+    ));
+    d.push(Para("AUROC of lesional slices against healthy slices (in-distribution and healthy-OOD); 0.5 is chance.".into()));
+    if let Some((header, rows)) = matrix(r, |t, s| {
+        t.disentangling
+            .iter()
+            .find(|x| x.statistic == s)
+            .map(|x| est(&x.auroc))
+    }) {
+        d.push(Table { header, rows });
+    } else {
+        d.push(Para("Not measured.".into()));
+    }
+    section_plots(&mut d, PlotSection::Histogram);
+
+    if let Some(g) = &r.gate {
+        d.push(Heading(2, "The gate".into()));
+        d.push(List(vec![
+            format!(
+                "Fraction of test scans rejected: {}.",
+                pct(g.fraction_rejected)
+            ),
+            format!(
+                "Dice on accepted lesional scans: {}; on all lesional scans: {}.",
+                opt(g.dice_accepted.as_ref(), est),
+                opt(g.dice_all.as_ref(), est)
+            ),
+            format!(
+                "Area under the risk-coverage curve: {}.",
+                opt(g.aurc.as_ref(), est)
+            ),
+        ]));
+        d.push(Table {
+            header: [
+                "test set",
+                "scans",
+                "in distribution",
+                "lesion suspected",
+                "rejected (OOD)",
+            ]
+            .map(String::from)
+            .to_vec(),
+            rows: g
+                .per_set
+                .iter()
+                .map(|s| {
+                    vec![
+                        s.test_set.clone(),
+                        s.scans.to_string(),
+                        s.in_distribution.to_string(),
+                        s.lesion_suspected.to_string(),
+                        s.rejected.to_string(),
+                    ]
+                })
+                .collect(),
+        });
+        section_plots(&mut d, PlotSection::Gate);
+    }
+
+    let grids: Vec<_> = r
+        .test_sets
+        .iter()
+        .flat_map(|t| t.slice_grids.iter())
+        .collect();
+    if !grids.is_empty() {
+        d.push(Heading(2, "Example slices".into()));
+        for g in grids {
+            d.push(Image {
+                path: g.path.clone(),
+                caption: g.caption.clone(),
+            });
+        }
+    }
+
+    d.push(Heading(2, "Configuration".into()));
+    d.push(Para(
+        "The resolved configuration of the run (also in `results.json`):".into(),
+    ));
+    d.push(Para(format!(
+        "```json\n{}\n```",
+        serde_json::to_string_pretty(&r.config).unwrap_or_default()
+    )));
+    d
+}
+
+fn md_cell(s: &str) -> String {
+    s.replace('|', "\\|").replace('\n', " ")
+}
+
+fn to_markdown(doc: &[Block]) -> String {
+    let mut out = String::new();
+    for b in doc {
+        match b {
+            Block::Heading(level, text) => {
+                let _ = writeln!(out, "{} {text}\n", "#".repeat(usize::from(*level)));
+            }
+            Block::Para(text) => {
+                let _ = writeln!(out, "{text}\n");
+            }
+            Block::List(items) => {
+                for i in items {
+                    let _ = writeln!(out, "- {i}");
+                }
+                out.push('\n');
+            }
+            Block::Table { header, rows } => {
+                let cells =
+                    |r: &[String]| r.iter().map(|c| md_cell(c)).collect::<Vec<_>>().join(" | ");
+                let _ = writeln!(out, "| {} |", cells(header));
+                let _ = writeln!(out, "|{}", "---|".repeat(header.len()));
+                for r in rows {
+                    let _ = writeln!(out, "| {} |", cells(r));
+                }
+                out.push('\n');
+            }
+            Block::Image { path, caption } => {
+                let _ = writeln!(out, "![{}]({path})\n\n*{caption}*\n", md_cell(caption));
+            }
+            Block::Break => {}
+        }
+    }
+    out
+}
+
+fn esc(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
+
+/// HTML of inline Markdown: escapes, then `**bold**` and `` `code` ``.
+fn inline(s: &str) -> String {
+    let mut out = String::new();
+    let e = esc(s);
+    let mut bold = false;
+    let mut code = false;
+    let mut chars = e.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c == '`' {
+            out.push_str(if code { "</code>" } else { "<code>" });
+            code = !code;
+        } else if c == '*' && chars.peek() == Some(&'*') && !code {
+            chars.next();
+            out.push_str(if bold { "</strong>" } else { "<strong>" });
+            bold = !bold;
+        } else {
+            out.push(c);
+        }
+    }
+    if code {
+        out.push_str("</code>");
+    }
+    if bold {
+        out.push_str("</strong>");
+    }
+    out
+}
+
+const CSS: &str = "body{font-family:system-ui,-apple-system,'DejaVu Sans',sans-serif;max-width:1200px;margin:2em auto;padding:0 1em;color:#222;line-height:1.45}\
+h1{border-bottom:2px solid #444;padding-bottom:.2em}h2{margin-top:1.8em;border-bottom:1px solid #ccc}\
+table{border-collapse:collapse;margin:1em 0;font-size:.9em}th,td{border:1px solid #ccc;padding:.3em .6em;text-align:left}\
+th{background:#f0f0f0}tr:nth-child(even) td{background:#fafafa}td{font-variant-numeric:tabular-nums}\
+figure{margin:1em 1% 1em 0;display:inline-block;vertical-align:top;width:48%}figure.wide{width:98%}figure img{max-width:100%;border:1px solid #ddd}\
+figcaption{font-size:.85em;color:#555}pre{background:#f6f6f6;padding:1em;overflow:auto;font-size:.85em}\
+code{background:#f2f2f2;padding:0 .2em}li{margin:.3em 0}";
+
+fn to_html(title: &str, doc: &[Block], dir: &Path) -> Result<String> {
+    let mut out = String::new();
+    let _ = write!(
+        out,
+        "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n<title>blindspot report: {}</title>\n<style>{CSS}</style>\n</head>\n<body>\n",
+        esc(title)
+    );
+    for b in doc {
+        match b {
+            Block::Heading(level, text) => {
+                let _ = writeln!(out, "<h{level}>{}</h{level}>", inline(text));
+            }
+            Block::Para(text) => {
+                if let Some(code) = text
+                    .strip_prefix("```json\n")
+                    .and_then(|t| t.strip_suffix("\n```"))
+                {
+                    let _ = writeln!(out, "<pre>{}</pre>", esc(code));
+                } else {
+                    let _ = writeln!(out, "<p>{}</p>", inline(text));
+                }
+            }
+            Block::List(items) => {
+                out.push_str("<ul>\n");
+                for i in items {
+                    let _ = writeln!(out, "<li>{}</li>", inline(i));
+                }
+                out.push_str("</ul>\n");
+            }
+            Block::Table { header, rows } => {
+                out.push_str("<table>\n<thead><tr>");
+                for h in header {
+                    let _ = write!(out, "<th>{}</th>", esc(h));
+                }
+                out.push_str("</tr></thead>\n<tbody>\n");
+                for r in rows {
+                    out.push_str("<tr>");
+                    for c in r {
+                        let _ = write!(out, "<td>{}</td>", esc(c));
+                    }
+                    out.push_str("</tr>\n");
+                }
+                out.push_str("</tbody>\n</table>\n");
+            }
+            Block::Image { path, caption } => {
+                let file = dir.join(path);
+                let bytes = std::fs::read(&file).map_err(|e| ReportError::io(&file, e))?;
+                // slice grids are wide: give them the full row
+                let class = if path.starts_with("plots/") {
+                    ""
+                } else {
+                    " class=\"wide\""
+                };
+                let _ = writeln!(
+                    out,
+                    "<figure{class}><img src=\"data:image/png;base64,{}\" alt=\"{}\"><figcaption>{}</figcaption></figure>",
+                    base64(&bytes),
+                    esc(caption),
+                    inline(caption)
+                );
+            }
+            Block::Break => out.push_str("<div></div>\n"),
+        }
+    }
+    out.push_str("</body>\n</html>\n");
+    Ok(out)
+}
+
+fn csv_field(s: &str) -> String {
+    if s.contains([',', '"', '\n']) {
+        format!("\"{}\"", s.replace('"', "\"\""))
+    } else {
+        s.to_string()
+    }
+}
+
+fn csv(header: &[&str], rows: &[Vec<String>]) -> String {
+    let mut out = header.join(",");
+    out.push('\n');
+    for r in rows {
+        out.push_str(&r.iter().map(|c| csv_field(c)).collect::<Vec<_>>().join(","));
+        out.push('\n');
+    }
+    out
+}
+
+fn num(v: Option<f64>) -> String {
+    v.map_or_else(String::new, |v| format!("{v}"))
+}
+
+/// `value,low,high` cells of an optional estimate (empty cells for missing values).
+fn est_cells(e: Option<crate::schema::Estimate>) -> [String; 3] {
+    [
+        num(e.map(|e| e.value)),
+        num(e.and_then(|e| e.low)),
+        num(e.and_then(|e| e.high)),
+    ]
+}
+
+fn write_tables(r: &Results, dir: &Path) -> Result<Vec<String>> {
+    let mut written = Vec::new();
+    let mut put = |name: &str, text: String| -> Result<()> {
+        let rel = format!("tables/{name}");
+        write_atomic(&dir.join(&rel), text.as_bytes())?;
+        written.push(rel);
+        Ok(())
+    };
+
+    let rows: Vec<Vec<String>> = r
+        .test_sets
+        .iter()
+        .map(|t| {
+            vec![
+                t.name.clone(),
+                role(t.role).into(),
+                t.scans.to_string(),
+                t.slices.id.to_string(),
+                t.slices.healthy_ood.to_string(),
+                t.slices.lesional.to_string(),
+            ]
+        })
+        .collect();
+    put(
+        "test_sets.csv",
+        csv(
+            &[
+                "test_set",
+                "role",
+                "scans",
+                "id_slices",
+                "healthy_ood_slices",
+                "lesional_slices",
+            ],
+            &rows,
+        ),
+    )?;
+
+    let mut rows = Vec::new();
+    for t in &r.test_sets {
+        for p in &t.pixel {
+            let mut row = vec![t.name.clone(), p.method.clone(), p.baseline.to_string()];
+            for e in [p.auroc, p.ap] {
+                row.extend(est_cells(e));
+            }
+            row.push(num(p.best_dice.map(|b| b.dice)));
+            row.push(num(p.best_dice.map(|b| b.threshold)));
+            for e in [p.dice_at_threshold, p.healthy_fpr_at_threshold] {
+                row.extend(est_cells(e));
+            }
+            rows.push(row);
+        }
+    }
+    put(
+        "pixel.csv",
+        csv(
+            &[
+                "test_set",
+                "method",
+                "baseline",
+                "auroc",
+                "auroc_low",
+                "auroc_high",
+                "ap",
+                "ap_low",
+                "ap_high",
+                "best_dice",
+                "best_dice_threshold",
+                "dice_at_threshold",
+                "dice_at_threshold_low",
+                "dice_at_threshold_high",
+                "healthy_fpr",
+                "healthy_fpr_low",
+                "healthy_fpr_high",
+            ],
+            &rows,
+        ),
+    )?;
+
+    let mut rows = Vec::new();
+    for t in &r.test_sets {
+        for o in &t.ood {
+            for (mode, get) in MODES {
+                if let Some(d) = get(o) {
+                    let mut row = vec![t.name.clone(), o.statistic.clone(), mode.to_string()];
+                    for e in [d.auroc, d.auprc, d.fpr_at_95_tpr] {
+                        row.extend(est_cells(Some(e)));
+                    }
+                    rows.push(row);
+                }
+            }
+        }
+    }
+    put(
+        "ood.csv",
+        csv(
+            &[
+                "test_set",
+                "statistic",
+                "mode",
+                "auroc",
+                "auroc_low",
+                "auroc_high",
+                "auprc",
+                "auprc_low",
+                "auprc_high",
+                "fpr95",
+                "fpr95_low",
+                "fpr95_high",
+            ],
+            &rows,
+        ),
+    )?;
+
+    let mut rows = Vec::new();
+    for t in &r.test_sets {
+        for d in &t.disentangling {
+            let mut row = vec![t.name.clone(), d.statistic.clone()];
+            row.extend(est_cells(Some(d.auroc)));
+            rows.push(row);
+        }
+    }
+    put(
+        "disentangling.csv",
+        csv(
+            &["test_set", "statistic", "auroc", "auroc_low", "auroc_high"],
+            &rows,
+        ),
+    )?;
+
+    if let Some(g) = &r.gate {
+        let rows: Vec<Vec<String>> = g
+            .per_set
+            .iter()
+            .map(|s| {
+                vec![
+                    s.test_set.clone(),
+                    s.scans.to_string(),
+                    s.in_distribution.to_string(),
+                    s.lesion_suspected.to_string(),
+                    s.rejected.to_string(),
+                ]
+            })
+            .collect();
+        put(
+            "gate.csv",
+            csv(
+                &[
+                    "test_set",
+                    "scans",
+                    "in_distribution",
+                    "lesion_suspected",
+                    "rejected",
+                ],
+                &rows,
+            ),
+        )?;
+        let rows: Vec<Vec<String>> = g
+            .risk_coverage
+            .iter()
+            .map(|p| vec![p[0].to_string(), p[1].to_string()])
+            .collect();
+        put("risk_coverage.csv", csv(&["coverage", "risk"], &rows))?;
+    }
+
+    let rows: Vec<Vec<String>> = r
+        .wall_times
+        .iter()
+        .map(|w| vec![w.step.clone(), w.seconds.to_string()])
+        .collect();
+    put("wall_times.csv", csv(&["step", "seconds"], &rows))?;
+    Ok(written)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn slug_keeps_names_file_safe() {
+        for (name, expected) in [
+            ("site-B T2", "site-b-t2"),
+            ("BraTS T2 (flipped)", "brats-t2-flipped"),
+            ("///", "x"),
+            ("T1", "t1"),
+        ] {
+            assert_eq!(slug(name), expected, "{name}");
+        }
+    }
+
+    #[test]
+    fn inline_markup_is_escaped_then_formatted() {
+        assert_eq!(
+            inline("**a** <b> `c`"),
+            "<strong>a</strong> &lt;b&gt; <code>c</code>"
+        );
+    }
+
+    #[test]
+    fn csv_quotes_fields_that_need_it() {
+        assert_eq!(
+            csv(&["a", "b"], &[vec!["x,y".into(), "q\"".into()]]),
+            "a,b\n\"x,y\",\"q\"\"\"\n"
+        );
+    }
+}

@@ -1,0 +1,357 @@
+//! Renders a report from a small hand-built results value and checks every output, and that
+//! bad input gives a clear error.
+
+mod sample;
+
+use std::path::Path;
+
+use blindspot_report::*;
+
+fn decode_png(path: &Path) -> (u32, u32) {
+    let file = std::fs::File::open(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let mut reader = png::Decoder::new(std::io::BufReader::new(file))
+        .read_info()
+        .expect("PNG header");
+    let mut buf = vec![0; reader.output_buffer_size().expect("buffer size")];
+    let info = reader.next_frame(&mut buf).expect("PNG frame");
+    assert!(buf.iter().any(|&b| b != 255), "{} is blank", path.display());
+    (info.width, info.height)
+}
+
+#[test]
+fn report_renders_every_file_and_results_roundtrip() {
+    let dir = tempfile::tempdir().unwrap();
+    let results = sample::sample_results(dir.path());
+    let path = dir.path().join(RESULTS_FILE);
+    save_results(&results, &path).unwrap();
+    assert_eq!(load_results(&path).unwrap(), results);
+
+    let files = rebuild_report(dir.path()).unwrap();
+    let md = std::fs::read_to_string(&files.markdown).unwrap();
+    let html = std::fs::read_to_string(&files.html).unwrap();
+    // the findings with their numbers
+    for needle in [
+        "The blind spot",
+        "47.0% on T1 (9.4x)",
+        "Residual entropy H_l1 0.820",
+        "Dice on accepted lesional scans 0.520 [0.440, 0.580]",
+    ] {
+        assert!(md.contains(needle), "report.md lacks {needle:?}");
+    }
+    assert!(md.contains("intensity threshold (baseline)"));
+    // self-contained: every image is embedded, nothing is fetched
+    assert!(html.starts_with("<!DOCTYPE html>") && html.trim_end().ends_with("</html>"));
+    let images = html.matches("<img ").count();
+    assert_eq!(images, html.matches("src=\"data:image/png;base64,").count());
+    assert_eq!(
+        images,
+        files.plots.len() + 4,
+        "plots plus the four slice grids"
+    );
+    assert!(!html.contains("src=\"http") && !html.contains("href=\"http"));
+    assert!(
+        html.contains("<td>0.890 [0.860, 0.910]</td>"),
+        "CI in the pixel table"
+    );
+
+    // 1 FPR plot + ROC and PR for the 4 lesional sets + 1 histogram + risk-coverage
+    assert_eq!(files.plots.len(), 11);
+    for p in files.plots.iter().chain(
+        std::fs::read_dir(dir.path().join("grids"))
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .collect::<Vec<_>>()
+            .iter(),
+    ) {
+        let (w, h) = decode_png(p);
+        assert!(w >= 200 && h >= 100, "{}: {w}x{h}", p.display());
+        assert!(
+            md.contains(p.strip_prefix(dir.path()).unwrap().to_str().unwrap()),
+            "report.md links {}",
+            p.display()
+        );
+    }
+
+    let ood = std::fs::read_to_string(dir.path().join("tables/ood.csv")).unwrap();
+    let header: Vec<&str> = ood.lines().next().unwrap().split(',').collect();
+    assert_eq!(header[..4], ["test_set", "statistic", "mode", "auroc"]);
+    let t1_rec_all: Vec<&str> = ood
+        .lines()
+        .find(|l| l.starts_with("T1,rec_err,all,"))
+        .expect("row")
+        .split(',')
+        .collect();
+    assert_eq!(t1_rec_all.len(), header.len());
+    assert_eq!(t1_rec_all[3].parse::<f64>().unwrap(), 0.97);
+    for t in &files.tables {
+        let text = std::fs::read_to_string(t).unwrap();
+        let cols = text.lines().next().unwrap().split(',').count();
+        assert!(
+            text.lines().skip(1).all(|l| l.split(',').count() == cols),
+            "{} is ragged",
+            t.display()
+        );
+    }
+
+    // no temporary files are left behind
+    for sub in ["", "plots", "tables"] {
+        for e in std::fs::read_dir(dir.path().join(sub)).unwrap() {
+            let name = e.unwrap().file_name();
+            assert!(
+                !name.to_string_lossy().starts_with(".tmp-"),
+                "left over {name:?}"
+            );
+        }
+    }
+}
+
+#[test]
+fn findings_follow_the_numbers() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut r = sample::sample_results(dir.path());
+    let f = findings(&r);
+    assert_eq!(
+        f.iter().map(|f| f.holds).collect::<Vec<_>>(),
+        [Some(true); 4]
+    );
+    // lower every OOD-set FPR to the target: the blind spot no longer shows
+    for t in &mut r.test_sets {
+        for p in &mut t.pixel {
+            p.healthy_fpr_at_threshold = Some(Estimate::point(0.05));
+        }
+    }
+    r.gate = None;
+    let f = findings(&r);
+    assert_eq!(f[0].holds, Some(false));
+    assert_eq!(f[3].holds, None);
+}
+
+#[test]
+fn missing_file_names_the_path() {
+    let dir = tempfile::tempdir().unwrap();
+    let err = rebuild_report(dir.path()).unwrap_err();
+    assert!(matches!(err, ReportError::Io { .. }), "{err:?}");
+    assert!(err.to_string().contains(RESULTS_FILE), "{err}");
+}
+
+#[test]
+fn wrong_or_missing_schema_version_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join(RESULTS_FILE);
+    let results = sample::sample_results(dir.path());
+    let mut value = serde_json::to_value(&results).unwrap();
+    value["schema_version"] = serde_json::json!(99);
+    std::fs::write(&path, value.to_string()).unwrap();
+    let err = load_results(&path).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            ReportError::SchemaVersion {
+                found: 99,
+                supported: SCHEMA_VERSION,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    assert!(err.to_string().contains("schema_version 99"), "{err}");
+
+    value.as_object_mut().unwrap().remove("schema_version");
+    std::fs::write(&path, value.to_string()).unwrap();
+    assert!(matches!(
+        load_results(&path).unwrap_err(),
+        ReportError::SchemaVersion { found: 0, .. }
+    ));
+}
+
+#[test]
+fn malformed_and_out_of_range_results_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join(RESULTS_FILE);
+    std::fs::write(&path, "{ not json").unwrap();
+    assert!(matches!(
+        load_results(&path).unwrap_err(),
+        ReportError::Json { .. }
+    ));
+
+    let mut results = sample::sample_results(dir.path());
+    let mut value = serde_json::to_value(&results).unwrap();
+    value["surprise"] = serde_json::json!(1);
+    std::fs::write(&path, value.to_string()).unwrap();
+    let err = load_results(&path).unwrap_err();
+    assert!(err.to_string().contains("surprise"), "{err}");
+
+    results.test_sets[1].pixel[0].auroc = Some(Estimate::point(1.5));
+    let err = save_results(&results, &path).unwrap_err();
+    assert!(
+        err.to_string().contains("test_sets[1].pixel[0].auroc")
+            && err.to_string().contains("[0, 1]"),
+        "{err}"
+    );
+
+    let mut results = sample::sample_results(dir.path());
+    results.test_sets[0].slice_grids[0].path = "../escape.png".into();
+    assert!(matches!(
+        results.validate().unwrap_err(),
+        ReportError::Invalid { .. }
+    ));
+
+    let mut results = sample::sample_results(dir.path());
+    results.test_sets[2].name = results.test_sets[1].name.clone();
+    let err = results.validate().unwrap_err();
+    assert!(err.to_string().contains("unique"), "{err}");
+}
+
+#[test]
+fn missing_slice_grid_is_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let results = sample::sample_results(dir.path());
+    std::fs::remove_file(dir.path().join(&results.test_sets[0].slice_grids[0].path)).unwrap();
+    let err = render_report(&results, dir.path()).unwrap_err();
+    assert!(
+        err.to_string().contains("slice grid") && err.to_string().contains("site-a-t2.png"),
+        "{err}"
+    );
+}
+
+#[test]
+fn slice_grid_checks_its_images() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("g.png");
+    let panel = GrayImage {
+        width: 4,
+        height: 4,
+        data: vec![0.5; 15],
+    };
+    let grid = SliceGrid {
+        title: "t".into(),
+        columns: vec!["input".into()],
+        rows: vec![GridRow {
+            label: "r".into(),
+            panels: vec![panel],
+        }],
+        display_ranges: vec![],
+    };
+    assert!(matches!(
+        write_slice_grid(&grid, &path).unwrap_err(),
+        ReportError::ImageSize {
+            expected: 16,
+            got: 15,
+            ..
+        }
+    ));
+    let grid = SliceGrid {
+        rows: vec![GridRow {
+            label: "r".into(),
+            panels: vec![],
+        }],
+        ..grid
+    };
+    assert!(matches!(
+        write_slice_grid(&grid, &path).unwrap_err(),
+        ReportError::Invalid { .. }
+    ));
+    assert!(!path.exists());
+}
+
+#[test]
+fn slice_grid_maps_min_to_black_and_max_to_white() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("g.png");
+    let data = (0..64)
+        .map(|i| if i % 8 < 4 { -2.0 } else { 3.0 })
+        .collect();
+    let grid = SliceGrid {
+        title: "t".into(),
+        columns: vec!["input".into()],
+        rows: vec![GridRow {
+            label: "r".into(),
+            panels: vec![GrayImage {
+                width: 8,
+                height: 8,
+                data,
+            }],
+        }],
+        display_ranges: vec![],
+    };
+    write_slice_grid(&grid, &path).unwrap();
+    let mut reader =
+        png::Decoder::new(std::io::BufReader::new(std::fs::File::open(&path).unwrap()))
+            .read_info()
+            .unwrap();
+    let mut buf = vec![0; reader.output_buffer_size().unwrap()];
+    let info = reader.next_frame(&mut buf).unwrap();
+    let px = |x: u32, y: u32| {
+        let i = ((y * info.width + x) * 3) as usize;
+        [buf[i], buf[i + 1], buf[i + 2]]
+    };
+    // the 8x8 panel is enlarged 16x to 128x128 at (150 + 4, 58): left half black, right white
+    assert_eq!(px(154 + 10, 58 + 60), [0, 0, 0]);
+    assert_eq!(px(154 + 118, 58 + 60), [255, 255, 255]);
+
+    // a fixed display range clamps: [-2, 3] shown in [0, 6] is black and half grey
+    let grid = SliceGrid {
+        display_ranges: vec![Some([0.0, 6.0])],
+        ..grid
+    };
+    write_slice_grid(&grid, &path).unwrap();
+    let mut reader =
+        png::Decoder::new(std::io::BufReader::new(std::fs::File::open(&path).unwrap()))
+            .read_info()
+            .unwrap();
+    let mut buf = vec![0; reader.output_buffer_size().unwrap()];
+    reader.next_frame(&mut buf).unwrap();
+    let i = (((58 + 60) * info.width + 154 + 10) * 3) as usize;
+    let j = (((58 + 60) * info.width + 154 + 118) * 3) as usize;
+    assert_eq!((buf[i], buf[j]), (0, 128));
+    let bad = SliceGrid {
+        display_ranges: vec![Some([1.0, 1.0])],
+        ..grid
+    };
+    assert!(matches!(
+        write_slice_grid(&bad, &path).unwrap_err(),
+        ReportError::Invalid { .. }
+    ));
+}
+
+#[test]
+fn histogram_bins_every_finite_value_once() {
+    let a = [0.0, 0.5, 1.0, f64::NAN];
+    let b = [0.25, 0.75];
+    let h = Histogram::from_values("s", &[("a", &a), ("b", &b)], 4);
+    assert_eq!(h.edges, vec![0.0, 0.25, 0.5, 0.75, 1.0]);
+    assert_eq!(h.groups[0].counts, vec![1, 0, 1, 1]);
+    assert_eq!(h.groups[1].counts, vec![0, 1, 0, 1]);
+    let constant = Histogram::from_values("s", &[("a", &[2.0, 2.0])], 3);
+    assert_eq!(constant.groups[0].counts.iter().sum::<u64>(), 2);
+    assert!(constant.edges[0] < 2.0 && 2.0 < constant.edges[3]);
+}
+
+#[test]
+fn thinning_keeps_the_ends() {
+    let points: Vec<[f64; 2]> = (0..1000).map(|i| [i as f64, (i * i) as f64]).collect();
+    let c = Curve::thinned("c", &points, 50);
+    assert_eq!(c.points.len(), 50);
+    assert_eq!(c.points[0], points[0]);
+    assert_eq!(*c.points.last().unwrap(), points[999]);
+    assert_eq!(Curve::thinned("c", &points[..10], 50).points.len(), 10);
+}
+
+#[test]
+fn names_that_share_a_slug_get_distinct_plots() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut r = sample::sample_results(dir.path());
+    let mut twin = r.test_sets[2].clone();
+    twin.name = "t1".into();
+    twin.slice_grids.clear();
+    r.test_sets.push(twin);
+    let files = render_report(&r, dir.path()).unwrap();
+    let names: std::collections::HashSet<_> = files.plots.iter().collect();
+    assert_eq!(names.len(), files.plots.len(), "{:?}", files.plots);
+    assert!(
+        files
+            .plots
+            .iter()
+            .any(|p| p.ends_with("plots/roc-t1-2.png"))
+    );
+}
