@@ -1,10 +1,140 @@
-//! `cargo xtask bench model` (issue 5).
+//! `cargo xtask bench model` (issue 5): a training step and an inference pass of the paper's
+//! VAE, blindspot (burn, `blindspot-benches`'s `vae-timer`) side by side with PyTorch
+//! (`../shared/bench/torch_vae.py`) at the same batch, size and thread count. The two are
+//! alternated `--rounds` times; the report gives the median of each side and the ratios.
+//!
+//! xtask does not depend on burn: it builds and spawns the timer, which prints JSON.
 
-use anyhow::{Result, bail};
+use std::process::Command;
+
+use anyhow::{Context, Result, bail};
+use serde_json::Value;
+
+use super::{median, python, shared_dir};
+use crate::{cargo, workspace_root};
 
 #[derive(clap::Args)]
-pub struct Args {}
+pub struct Args {
+    /// Slices per batch.
+    #[arg(long, default_value_t = 32)]
+    batch: usize,
+    /// Image side.
+    #[arg(long, default_value_t = 128)]
+    size: usize,
+    /// Threads for both sides (RAYON_NUM_THREADS for burn, torch.set_num_threads).
+    #[arg(long, default_value_t = 2)]
+    threads: usize,
+    /// Timed iterations per side and round (after 2 warm-up iterations).
+    #[arg(long, default_value_t = 10)]
+    steps: usize,
+    /// Alternating rounds of the two sides.
+    #[arg(long, default_value_t = 1)]
+    rounds: usize,
+    /// burn CPU backend: flex (default) or ndarray.
+    #[arg(long, default_value = "flex")]
+    backend: String,
+    /// Skip PyTorch (blindspot only).
+    #[arg(long)]
+    no_torch: bool,
+}
 
-pub fn run(_args: Args) -> Result<()> {
-    bail!("`cargo xtask bench model` is not written yet (issue 5)")
+fn json_line(out: &str, who: &str) -> Result<Value> {
+    let line = out
+        .lines()
+        .rev()
+        .find(|l| l.trim_start().starts_with('{'))
+        .with_context(|| format!("{who} printed no JSON line:\n{out}"))?;
+    serde_json::from_str(line).with_context(|| format!("{who} printed invalid JSON: {line}"))
+}
+
+fn field(v: &Value, key: &str) -> Result<f64> {
+    v.get(key)
+        .and_then(Value::as_f64)
+        .with_context(|| format!("missing `{key}` in {v}"))
+}
+
+pub fn run(a: Args) -> Result<()> {
+    if !["flex", "ndarray"].contains(&a.backend.as_str()) {
+        bail!("--backend {}: allowed flex or ndarray", a.backend);
+    }
+    if a.rounds == 0 || a.steps == 0 || a.threads == 0 {
+        bail!("--rounds, --steps and --threads must be >= 1");
+    }
+    let root = workspace_root();
+    let features: Vec<String> = if a.backend == "flex" {
+        vec![]
+    } else {
+        vec![
+            "--no-default-features".into(),
+            "--features".into(),
+            a.backend.clone(),
+        ]
+    };
+    let common = |c: &mut Command| {
+        c.current_dir(&root)
+            .args(["--release", "-p", "blindspot-benches", "--bin", "vae-timer"])
+            .args(&features);
+    };
+    let mut build = cargo();
+    build.arg("build");
+    common(&mut build);
+    crate::run(&mut build)?;
+    let py = if a.no_torch { None } else { Some(python()?) };
+    let script = shared_dir().join("bench").join("torch_vae.py");
+    let sizes = [
+        "--batch".to_string(),
+        a.batch.to_string(),
+        "--size".into(),
+        a.size.to_string(),
+        "--steps".into(),
+        a.steps.to_string(),
+    ];
+
+    let (mut ours_t, mut ours_i, mut torch_t, mut torch_i) = (vec![], vec![], vec![], vec![]);
+    for round in 0..a.rounds {
+        let mut ours = cargo();
+        ours.arg("run");
+        common(&mut ours);
+        ours.arg("--")
+            .args(&sizes)
+            .env("RAYON_NUM_THREADS", a.threads.to_string());
+        let v = json_line(&crate::output(&mut ours)?, "vae-timer")?;
+        ours_t.push(field(&v, "train_step_ms_median")?);
+        ours_i.push(field(&v, "infer_ms_median")?);
+        eprintln!("round {round}: blindspot {v}");
+        if let Some(py) = &py {
+            let mut torch = Command::new(py);
+            torch
+                .arg(&script)
+                .args(&sizes)
+                .args(["--threads", &a.threads.to_string()])
+                .env("OMP_NUM_THREADS", a.threads.to_string());
+            let v = json_line(&crate::output(&mut torch)?, "torch_vae.py")?;
+            torch_t.push(field(&v, "train_step_ms_median")?);
+            torch_i.push(field(&v, "infer_ms_median")?);
+            eprintln!("round {round}: pytorch   {v}");
+        }
+    }
+    let (bt, bi) = (median(&mut ours_t), median(&mut ours_i));
+    println!(
+        "VAE batch {} at {}x{}, {} threads, median over {} rounds x {} steps",
+        a.batch, a.size, a.size, a.threads, a.rounds, a.steps
+    );
+    println!("{:<28}{:>14}{:>14}", "", "train step ms", "inference ms");
+    println!(
+        "{:<28}{bt:>14.1}{bi:>14.1}",
+        format!("blindspot (burn-{})", a.backend)
+    );
+    if py.is_some() {
+        let (tt, ti) = (median(&mut torch_t), median(&mut torch_i));
+        println!("{:<28}{tt:>14.1}{ti:>14.1}", "pytorch");
+        println!(
+            "{:<28}{:>14.2}{:>14.2}",
+            "ratio blindspot/pytorch",
+            bt / tt,
+            bi / ti
+        );
+        println!("(goal: train ratio <= 1.0, inference ratio <= 0.67)");
+    }
+    Ok(())
 }

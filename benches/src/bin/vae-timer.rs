@@ -1,0 +1,81 @@
+//! Times a training step and an inference pass of the paper's VAE and prints one JSON line
+//! (the same fields as `../shared/bench/torch_vae.py`). Run by `cargo xtask bench model`:
+//!
+//!     RAYON_NUM_THREADS=2 cargo run --release -p blindspot-benches --bin vae-timer -- \
+//!         --batch 32 --size 128 --steps 10
+
+use std::time::Instant;
+
+use anyhow::{Context, Result, bail};
+use blindspot_benches::{BACKEND, VaeBench, infer};
+use rand::SeedableRng;
+
+fn arg<T: std::str::FromStr>(args: &[String], name: &str, default: T) -> Result<T> {
+    match args.iter().position(|a| a == name) {
+        Some(i) => args
+            .get(i + 1)
+            .with_context(|| format!("{name} needs a value"))?
+            .parse()
+            .map_err(|_| anyhow::anyhow!("invalid value for {name}: {:?}", args.get(i + 1))),
+        None => Ok(default),
+    }
+}
+
+fn median(mut xs: Vec<f64>) -> f64 {
+    xs.sort_by(f64::total_cmp);
+    let n = xs.len();
+    if n % 2 == 1 {
+        xs[n / 2]
+    } else {
+        0.5 * (xs[n / 2 - 1] + xs[n / 2])
+    }
+}
+
+fn main() -> Result<()> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let batch: usize = arg(&args, "--batch", 32)?;
+    let size: usize = arg(&args, "--size", 128)?;
+    let width: f64 = arg(&args, "--width", 1.0)?;
+    let steps: usize = arg(&args, "--steps", 10)?;
+    let warmup: usize = arg(&args, "--warmup", 2)?;
+    if batch == 0 || steps == 0 || !size.is_multiple_of(16) || size == 0 || width <= 0.0 {
+        bail!("need --batch >= 1, --steps >= 1, --size a multiple of 16, --width > 0");
+    }
+    let mut bench = VaeBench::new(batch, size, width);
+    let mut train = Vec::with_capacity(steps);
+    for i in 0..warmup + steps {
+        let t = Instant::now();
+        let loss = bench.train_step();
+        if !loss.is_finite() {
+            bail!("training step {i} gave loss {loss}");
+        }
+        if i >= warmup {
+            train.push(t.elapsed().as_secs_f64() * 1e3);
+        }
+    }
+    let (model, data) = bench.inference_parts();
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(1);
+    let mut inference = Vec::with_capacity(steps);
+    for i in 0..warmup + steps {
+        let t = Instant::now();
+        std::hint::black_box(infer(&model, &data, &mut rng));
+        if i >= warmup {
+            inference.push(t.elapsed().as_secs_f64() * 1e3);
+        }
+    }
+    let threads = std::env::var("RAYON_NUM_THREADS").unwrap_or_else(|_| "all".into());
+    let (t, i) = (median(train), median(inference));
+    println!(
+        "{}",
+        serde_json::json!({
+            "impl": "blindspot",
+            "backend": BACKEND,
+            "batch": batch, "size": size, "width": width, "threads": threads,
+            "train_step_ms_median": t,
+            "infer_ms_median": i,
+            "train_images_per_s": batch as f64 / t * 1e3,
+            "infer_images_per_s": batch as f64 / i * 1e3,
+        })
+    );
+    Ok(())
+}

@@ -1,0 +1,21 @@
+//! The paper's variational autoencoder (Baur et al. 2020 layout, paper-method.md 2.1) on burn,
+//! generic over the backend: four 5×5 stride-2 conv blocks 32-64-128-128 with BatchNorm and
+//! LeakyReLU(0.01), a 1×1 conv to 16 channels, a dense 128-d latent, a mirrored
+//! transposed-conv decoder and a linear output; 1,758,481 trainable parameters at 1×128×128.
+//!
+//! Loss: mean L1 inside the brain mask + β(t)·KL averaged over latent dimensions, with the β
+//! schedules of [`BetaSchedule`] and masking switched on from `mask_start_step`.
+//!
+//! ```text
+//! VaeConfig::new() → validate/init::<B>(&device) → Vae<B> → Model::loss / Model::infer
+//! ```
+
+mod backbone;
+mod beta;
+mod error;
+mod vae;
+
+pub use backbone::{BOTTLENECK_CHANNELS, BackboneConfig, ConvBlock, Decoder, Encoder, UpBlock};
+pub use beta::BetaSchedule;
+pub use error::VaeError;
+pub use vae::{Vae, VaeConfig, VaeOutput};
