@@ -31,24 +31,33 @@ pub fn check(root: &Path) -> Result<()> {
 
     for name in NO_BURN.iter().filter(|n| crates.iter().any(|c| c == *n)) {
         let tree = output(cargo().current_dir(root).args([
-            "tree", "-p", name, "-e", "normal,build", "--prefix", "none",
+            "tree",
+            "-p",
+            name,
+            "-e",
+            "normal,build",
+            "--prefix",
+            "none",
         ]))?;
         if tree.lines().any(|l| l.starts_with("burn")) {
             failures.push(format!("{name} depends on burn (it must stay tensor-free)"));
         }
     }
 
-    for name in crates.iter().filter(|c| !MAY_NAME_BACKENDS.contains(&c.as_str())) {
+    for name in crates
+        .iter()
+        .filter(|c| !MAY_NAME_BACKENDS.contains(&c.as_str()))
+    {
         let manifest = std::fs::read_to_string(root.join("crates").join(name).join("Cargo.toml"))?;
         let normal_deps = manifest
             .split("\n[")
             .filter(|section| section.starts_with("dependencies"))
             .collect::<String>();
         for backend in BACKENDS {
-            if normal_deps
-                .lines()
-                .any(|l| l.trim_start().starts_with(&format!("{backend} ")) || l.trim_start().starts_with(&format!("{backend}=")))
-            {
+            if normal_deps.lines().any(|l| {
+                l.trim_start().starts_with(&format!("{backend} "))
+                    || l.trim_start().starts_with(&format!("{backend}="))
+            }) {
                 failures.push(format!(
                     "{name} names the backend {backend} in [dependencies]; libraries stay generic over B: Backend (tests may use it as a dev-dependency)"
                 ));
@@ -60,7 +69,10 @@ pub fn check(root: &Path) -> Result<()> {
         println!("invariants: {} crates checked, all hold", crates.len());
         Ok(())
     } else {
-        bail!("architecture invariants violated:\n  {}", failures.join("\n  "))
+        bail!(
+            "architecture invariants violated:\n  {}",
+            failures.join("\n  ")
+        )
     }
 }
 

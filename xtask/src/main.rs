@@ -49,7 +49,9 @@ fn main() -> Result<()> {
 
 fn validate(no_tests: bool) -> Result<()> {
     let root = workspace_root();
-    run(cargo().current_dir(&root).args(["fmt", "--all", "--", "--check"]))?;
+    run(cargo()
+        .current_dir(&root)
+        .args(["fmt", "--all", "--", "--check"]))?;
     run(cargo().current_dir(&root).args([
         "clippy",
         "--workspace",

@@ -64,7 +64,11 @@ mod tests {
             Err(io::Error::other("disk full"))
         });
         assert!(failed.is_err());
-        assert_eq!(std::fs::read(&path).unwrap(), b"hello", "old content survives");
+        assert_eq!(
+            std::fs::read(&path).unwrap(),
+            b"hello",
+            "old content survives"
+        );
         let names: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
         assert_eq!(names.len(), 1, "no temporary file left behind");
     }

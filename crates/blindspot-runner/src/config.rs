@@ -1,0 +1,919 @@
+//! The experiment configuration: one TOML file describes a whole run (`blindspot run CONFIG`).
+//!
+//! User TOML is read into plain serde structs with `deny_unknown_fields` and explicit
+//! defaults (a misspelled key is an error, a missing one takes its documented default), then
+//! validated once by [`RunConfig::from_toml_str`]: every error names the key, the value and
+//! what is allowed. The sections of other crates are their own plain configs, checked by
+//! their own validators: `[synth]` ([`SynthConfig`]), `[preprocess]` ([`PreprocessConfig`]),
+//! `[train]` ([`TrainConfig`]), `[gate]` ([`GateConfig`]), `[model.beta]` ([`BetaSchedule`])
+//! and the dataset layouts ([`LayoutConfig`]). The resolved configuration (every default
+//! filled in) is saved beside the run's outputs ([`RunConfig::save_resolved`]).
+//!
+//! Sections: `name`, `seed`, `[data]` (required: `train`, `validation` and at least one
+//! `[[data.test]]`), `[synth]`, `[preprocess]`, `[model]`, `[train]`, `[ensemble]`,
+//! `[threshold]`, `[evaluation]`, `[gate]` (absent: no gate), `[report]`. See
+//! `configs/quickstart.toml` for every key with its default.
+
+use std::path::{Path, PathBuf};
+
+use blindspot_core::TrainConfig;
+use blindspot_io::{LayoutConfig, PreprocessConfig};
+use blindspot_ood::{GateConfig, Statistic};
+use blindspot_synth::SynthConfig;
+use blindspot_vae::BetaSchedule;
+use serde::{Deserialize, Serialize};
+
+/// File name of the resolved configuration inside a run directory.
+pub const RESOLVED_FILE: &str = "config.resolved.toml";
+
+/// Why a configuration was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read or written.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The underlying error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// Not TOML of the schema: syntax, an unknown key, a wrong type (toml's message names the
+    /// key and the line).
+    #[error("{origin}: {message}")]
+    Parse {
+        /// The file (or `<string>`).
+        origin: String,
+        /// toml's message.
+        message: String,
+    },
+    /// A value outside what is allowed.
+    #[error("`{key}` = {value}: expected {allowed}")]
+    Invalid {
+        /// Dotted key (`threshold.target_fpr`, `data.test[2].name`).
+        key: String,
+        /// The offending value.
+        value: String,
+        /// What is allowed.
+        allowed: String,
+    },
+    /// A section refused by its own crate's validator.
+    #[error("[{section}] {message}")]
+    Section {
+        /// The section (`synth`, `preprocess`, `train`, `model`, `gate`, `data.train.layout`).
+        section: String,
+        /// The validator's message (it names the key).
+        message: String,
+    },
+    /// An environment variable used in a path is not set.
+    #[error(
+        "`{key}` uses ${{{var}}}, which is not set: export it (for example {var}=/path/to/data)"
+    )]
+    MissingEnv {
+        /// The key whose value uses the variable.
+        key: String,
+        /// The variable.
+        var: String,
+    },
+    /// The resolved configuration could not be serialised (a bug).
+    #[error("cannot serialise the resolved configuration: {0}")]
+    Serialize(String),
+}
+
+type Result<T, E = ConfigError> = std::result::Result<T, E>;
+
+fn invalid<T>(
+    key: impl Into<String>,
+    value: impl std::fmt::Display,
+    allowed: impl Into<String>,
+) -> Result<T> {
+    Err(ConfigError::Invalid {
+        key: key.into(),
+        value: value.to_string(),
+        allowed: allowed.into(),
+    })
+}
+
+fn section<E: std::fmt::Display>(name: &str) -> impl Fn(E) -> ConfigError + '_ {
+    move |e| ConfigError::Section {
+        section: name.to_string(),
+        message: e.to_string(),
+    }
+}
+
+/// A whole experiment.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RunConfig {
+    /// The experiment's name: outputs go to `runs/<name>/`. Letters, digits, `-` and `_`.
+    pub name: String,
+    /// Master seed (default 0): training, ensemble members, bootstrap and the gate's split
+    /// derive their seeds from it.
+    #[serde(default)]
+    pub seed: u64,
+    /// Where the data comes from.
+    pub data: DataConfig,
+    /// The synthetic phantom, for `synth_set` references (absent: no phantom).
+    #[serde(default)]
+    pub synth: Option<SynthConfig>,
+    /// Preprocessing of every volume (default: the paper's, 128x128 slices).
+    #[serde(default)]
+    pub preprocess: PreprocessConfig,
+    /// The model.
+    #[serde(default)]
+    pub model: ModelConfig,
+    /// Training of each model (or ensemble member).
+    #[serde(default)]
+    pub train: TrainConfig,
+    /// The ensemble (for WAIC).
+    #[serde(default)]
+    pub ensemble: EnsembleConfig,
+    /// The pixel threshold.
+    #[serde(default)]
+    pub threshold: ThresholdConfig,
+    /// What is evaluated.
+    #[serde(default)]
+    pub evaluation: EvaluationConfig,
+    /// The OOD gate (absent: not run).
+    #[serde(default)]
+    pub gate: Option<GateConfig>,
+    /// The report.
+    #[serde(default)]
+    pub report: ReportConfig,
+}
+
+/// The datasets of a run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DataConfig {
+    /// Root of the layouts' relative paths; `${VAR}` is replaced by the environment
+    /// variable (default: the current directory).
+    #[serde(default)]
+    pub root: Option<String>,
+    /// Healthy in-distribution training data.
+    pub train: DatasetSpec,
+    /// Healthy in-distribution validation data (threshold and gate calibration).
+    pub validation: DatasetSpec,
+    /// The test sets, in report order (the in-distribution one first by convention).
+    pub test: Vec<TestSetSpec>,
+}
+
+/// A dataset: a set of the phantom or a layout under `data.root` (exactly one of the two).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DatasetSpec {
+    /// Folder of the layout, relative to `data.root` (default: `data.root` itself).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dir: Option<String>,
+    /// Name of a `[[synth.sets]]` entry.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub synth_set: Option<String>,
+    /// A dataset layout (see `blindspot_io::layout`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub layout: Option<LayoutConfig>,
+}
+
+/// The role of a test set.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    /// Same distribution as training (it may contain lesions).
+    InDistribution,
+    /// A shift in site, contrast, orientation, or a corrupted input.
+    OutOfDistribution,
+}
+
+/// A transformation applied to a test set's slices after preprocessing (the paper's
+/// synthetic OOD sets built from real data).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Transform {
+    /// As loaded.
+    #[default]
+    None,
+    /// Mirrored left-right.
+    FlipLr,
+    /// Mirrored up-down.
+    FlipUd,
+    /// Replaced by Gaussian noise inside the brain mask.
+    Noise,
+    /// Gaussian-blob "lesions" added (paper-method.md 1.7).
+    Blobs,
+}
+
+/// One test set.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TestSetSpec {
+    /// Its name in the report, unique.
+    pub name: String,
+    /// In or out of distribution.
+    pub role: Role,
+    /// Folder of the layout, relative to `data.root` (default: `data.root` itself).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dir: Option<String>,
+    /// Name of a `[[synth.sets]]` entry.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub synth_set: Option<String>,
+    /// A dataset layout.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub layout: Option<LayoutConfig>,
+    /// Applied after preprocessing (default `none`).
+    #[serde(default)]
+    pub transform: Transform,
+}
+
+/// The model family.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ModelKind {
+    /// The paper's VAE (crate blindspot-vae).
+    #[default]
+    Vae,
+    /// A deterministic autoencoder (crate blindspot-ae).
+    Ae,
+    /// A normalising flow (crate blindspot-flow).
+    Flow,
+}
+
+/// The model's settings (turned into the model crate's burn config after validation).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ModelConfig {
+    /// The family (default `vae`).
+    pub kind: ModelKind,
+    /// Width multiplier of the channel ladder, in (0, 16] (default 1.0, the paper).
+    pub width: f64,
+    /// Latent dimension, at least 1 (default 128, the paper).
+    pub latent_dim: usize,
+    /// The KL weight schedule (default monotonic 0 -> 1 over 2000 steps).
+    pub beta: BetaSchedule,
+    /// From this step on the reconstruction loss is masked to the brain (default 0).
+    pub mask_start_step: u64,
+}
+
+impl Default for ModelConfig {
+    fn default() -> Self {
+        Self {
+            kind: ModelKind::Vae,
+            width: 1.0,
+            latent_dim: 128,
+            beta: BetaSchedule::default(),
+            mask_start_step: 0,
+        }
+    }
+}
+
+/// The ensemble.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EnsembleConfig {
+    /// Members, 1 to 64 (default 1; WAIC needs at least 2). Member `m` trains with seed
+    /// `seed + m`.
+    pub members: usize,
+}
+
+impl Default for EnsembleConfig {
+    fn default() -> Self {
+        Self { members: 1 }
+    }
+}
+
+/// How the pixel threshold is chosen.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ThresholdMethod {
+    /// The threshold reaching `target_fpr` healthy-pixel FPR on the validation data.
+    #[default]
+    HealthyFpr,
+    /// The fixed `value`.
+    Fixed,
+}
+
+/// The pixel threshold.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ThresholdConfig {
+    /// `healthy_fpr` (default) or `fixed`.
+    pub method: ThresholdMethod,
+    /// Target healthy-pixel FPR, in (0, 1) (default 0.05, the paper).
+    pub target_fpr: f64,
+    /// The threshold of `method = "fixed"` (required there, finite).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub value: Option<f64>,
+}
+
+impl Default for ThresholdConfig {
+    fn default() -> Self {
+        Self {
+            method: ThresholdMethod::HealthyFpr,
+            target_fpr: 0.05,
+            value: None,
+        }
+    }
+}
+
+/// What is evaluated.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EvaluationConfig {
+    /// Slice statistics for OOD detection and disentangling (default: every statistic of
+    /// blindspot-ood that a single VAE provides; add `waic` with an ensemble).
+    pub statistics: Vec<Statistic>,
+    /// Statistics that encode prior knowledge about lesions, contrasted with the others in the
+    /// report (default `entropy`, `entropy_clean`).
+    pub prior_knowledge: Vec<Statistic>,
+    /// Bootstrap resamples for the intervals, 0 (none) or at least 100 (default 1000).
+    pub bootstrap_resamples: usize,
+    /// Coverage of the intervals, in (0, 1) (default 0.95).
+    pub confidence: f64,
+    /// A slice with more lesion pixels than this is lesional (default 20, the paper's WAIC rule).
+    pub lesional_pixels: usize,
+    /// Evaluate every n-th slice of a scan, at least 1 (default 1: all).
+    pub slice_stride: usize,
+}
+
+impl Default for EvaluationConfig {
+    fn default() -> Self {
+        Self {
+            statistics: vec![
+                Statistic::RecErr,
+                Statistic::Kl,
+                Statistic::CodedElbo,
+                Statistic::NegElbo,
+                Statistic::Dose,
+                Statistic::Entropy,
+                Statistic::EntropyClean,
+            ],
+            prior_knowledge: vec![Statistic::Entropy, Statistic::EntropyClean],
+            bootstrap_resamples: 1000,
+            confidence: 0.95,
+            lesional_pixels: 20,
+            slice_stride: 1,
+        }
+    }
+}
+
+/// The report.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ReportConfig {
+    /// Points kept per ROC/PR curve, 10 to 10000 (default 200).
+    pub curve_points: usize,
+    /// Bins of the score histograms, 5 to 1000 (default 40).
+    pub histogram_bins: usize,
+    /// Example slices per slice grid, 0 to 16 (default 3).
+    pub grid_examples: usize,
+}
+
+impl Default for ReportConfig {
+    fn default() -> Self {
+        Self {
+            curve_points: 200,
+            histogram_bins: 40,
+            grid_examples: 3,
+        }
+    }
+}
+
+impl RunConfig {
+    /// Reads and validates a configuration file.
+    ///
+    /// # Errors
+    /// [`ConfigError::Io`] when it cannot be read; otherwise those of [`RunConfig::from_toml_str`].
+    pub fn load(path: &Path) -> Result<Self> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Io {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Self::parse(&text, &path.display().to_string())
+    }
+
+    /// Parses and validates a configuration.
+    ///
+    /// # Errors
+    /// [`ConfigError::Parse`] for bad TOML, an unknown key or a wrong type;
+    /// [`ConfigError::Invalid`], [`ConfigError::Section`] for a value out of range.
+    pub fn from_toml_str(text: &str) -> Result<Self> {
+        Self::parse(text, "<string>")
+    }
+
+    fn parse(text: &str, origin: &str) -> Result<Self> {
+        let config: Self = toml::from_str(text).map_err(|e| ConfigError::Parse {
+            origin: origin.to_string(),
+            message: e.to_string().trim_end().to_string(),
+        })?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Checks every value once (called by the constructors).
+    ///
+    /// # Errors
+    /// The first offending key, as [`ConfigError::Invalid`] or [`ConfigError::Section`].
+    pub fn validate(&self) -> Result<()> {
+        if self.name.is_empty()
+            || !self
+                .name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        {
+            return invalid(
+                "name",
+                format!("{:?}", self.name),
+                "a non-empty name of letters, digits, `-` and `_`",
+            );
+        }
+        if let Some(s) = &self.synth {
+            s.validate().map_err(section("synth"))?;
+        }
+        self.preprocess.check().map_err(section("preprocess"))?;
+        let [h, w] = self.preprocess.slice_size;
+        if h != w || h % 16 != 0 {
+            return invalid(
+                "preprocess.slice_size",
+                format!("[{h}, {w}]"),
+                "square slices whose side is a multiple of 16 (64, 128, 256)",
+            );
+        }
+        self.validate_data()?;
+        let m = &self.model;
+        if !(m.width.is_finite() && m.width > 0.0 && m.width <= 16.0) {
+            return invalid("model.width", m.width, "a width multiplier in (0, 16]");
+        }
+        if m.latent_dim == 0 {
+            return invalid("model.latent_dim", 0, "an integer >= 1");
+        }
+        m.beta.validate().map_err(section("model.beta"))?;
+        self.train.validate().map_err(section("train"))?;
+        if !(1..=64).contains(&self.ensemble.members) {
+            return invalid("ensemble.members", self.ensemble.members, "1 to 64 members");
+        }
+        let t = &self.threshold;
+        if !(t.target_fpr > 0.0 && t.target_fpr < 1.0) {
+            return invalid(
+                "threshold.target_fpr",
+                t.target_fpr,
+                "a rate strictly between 0 and 1 (0.05 for the paper)",
+            );
+        }
+        match (t.method, t.value) {
+            (ThresholdMethod::Fixed, None) => {
+                return invalid(
+                    "threshold.value",
+                    "(missing)",
+                    "a finite threshold when method = \"fixed\"",
+                );
+            }
+            (ThresholdMethod::Fixed, Some(v)) if !v.is_finite() => {
+                return invalid("threshold.value", v, "a finite threshold");
+            }
+            (ThresholdMethod::HealthyFpr, Some(v)) => {
+                return invalid(
+                    "threshold.value",
+                    v,
+                    "no value with method = \"healthy_fpr\" (set method = \"fixed\" to use it)",
+                );
+            }
+            _ => {}
+        }
+        let e = &self.evaluation;
+        if e.statistics.is_empty() {
+            return invalid("evaluation.statistics", "[]", "at least one statistic");
+        }
+        let needs_ensemble = [Statistic::Waic, Statistic::WaicNegElbo];
+        if let Some(s) = e.statistics.iter().find(|s| needs_ensemble.contains(s))
+            && self.ensemble.members < 2
+        {
+            return invalid(
+                "evaluation.statistics",
+                s.name(),
+                format!(
+                    "an ensemble of at least 2 members for {} (ensemble.members is {})",
+                    s.name(),
+                    self.ensemble.members
+                ),
+            );
+        }
+        if let Some(s) = e.prior_knowledge.iter().find(|s| !e.statistics.contains(s)) {
+            return invalid(
+                "evaluation.prior_knowledge",
+                s.name(),
+                "statistics that are also listed in evaluation.statistics",
+            );
+        }
+        if e.bootstrap_resamples != 0 && e.bootstrap_resamples < 100 {
+            return invalid(
+                "evaluation.bootstrap_resamples",
+                e.bootstrap_resamples,
+                "0 (no intervals) or at least 100",
+            );
+        }
+        if !(e.confidence > 0.0 && e.confidence < 1.0) {
+            return invalid(
+                "evaluation.confidence",
+                e.confidence,
+                "a coverage strictly between 0 and 1 (0.95)",
+            );
+        }
+        if e.slice_stride == 0 {
+            return invalid("evaluation.slice_stride", 0, "an integer >= 1");
+        }
+        if let Some(g) = &self.gate {
+            for (key, a) in [
+                ("gate.alpha", g.alpha),
+                ("gate.lesion_alpha", g.lesion_alpha),
+                ("gate.fit_fraction", g.fit_fraction),
+            ] {
+                if !(a > 0.0 && a < 1.0) {
+                    return invalid(key, a, "a fraction strictly between 0 and 1");
+                }
+            }
+            if g.shift.is_empty() {
+                return invalid("gate.shift", "[]", "at least one global-shift component");
+            }
+        }
+        let r = &self.report;
+        if !(10..=10_000).contains(&r.curve_points) {
+            return invalid("report.curve_points", r.curve_points, "10 to 10000 points");
+        }
+        if !(5..=1000).contains(&r.histogram_bins) {
+            return invalid("report.histogram_bins", r.histogram_bins, "5 to 1000 bins");
+        }
+        if r.grid_examples > 16 {
+            return invalid("report.grid_examples", r.grid_examples, "0 to 16 examples");
+        }
+        Ok(())
+    }
+
+    fn validate_data(&self) -> Result<()> {
+        let d = &self.data;
+        if let Some(root) = &d.root {
+            expand_env("data.root", root)?;
+        }
+        let check_spec = |key: &str,
+                          dir: &Option<String>,
+                          synth_set: &Option<String>,
+                          layout: &Option<LayoutConfig>|
+         -> Result<()> {
+            if let Some(dir) = dir {
+                if synth_set.is_some() {
+                    return invalid(
+                        format!("{key}.dir"),
+                        format!("{dir:?}"),
+                        "no `dir` with `synth_set` (it is for layouts)",
+                    );
+                }
+                let path = Path::new(dir);
+                if path.is_absolute()
+                    || path
+                        .components()
+                        .any(|c| matches!(c, std::path::Component::ParentDir))
+                {
+                    return invalid(
+                        format!("{key}.dir"),
+                        format!("{dir:?}"),
+                        "a folder relative to data.root, without `..`",
+                    );
+                }
+            }
+            match (synth_set, layout) {
+                (Some(name), None) => {
+                    let Some(synth) = &self.synth else {
+                        return invalid(
+                            format!("{key}.synth_set"),
+                            format!("{name:?}"),
+                            "a [synth] section to take the set from",
+                        );
+                    };
+                    if !synth.sets.iter().any(|s| &s.name == name) {
+                        let names: Vec<&str> = synth.sets.iter().map(|s| s.name.as_str()).collect();
+                        return invalid(
+                            format!("{key}.synth_set"),
+                            format!("{name:?}"),
+                            format!("one of the [[synth.sets]]: {}", names.join(", ")),
+                        );
+                    }
+                    Ok(())
+                }
+                (None, Some(layout)) => layout
+                    .check()
+                    .map(|_| ())
+                    .map_err(section(&format!("{key}.layout"))),
+                (Some(_), Some(_)) => invalid(
+                    key,
+                    "both synth_set and layout",
+                    "exactly one of synth_set and layout",
+                ),
+                (None, None) => invalid(
+                    key,
+                    "neither synth_set nor layout",
+                    "exactly one of synth_set and layout",
+                ),
+            }
+        };
+        check_spec(
+            "data.train",
+            &d.train.dir,
+            &d.train.synth_set,
+            &d.train.layout,
+        )?;
+        check_spec(
+            "data.validation",
+            &d.validation.dir,
+            &d.validation.synth_set,
+            &d.validation.layout,
+        )?;
+        if d.test.is_empty() {
+            return invalid("data.test", "[]", "at least one [[data.test]] set");
+        }
+        for (i, t) in d.test.iter().enumerate() {
+            let key = format!("data.test[{i}]");
+            if t.name.trim().is_empty() {
+                return invalid(
+                    format!("{key}.name"),
+                    format!("{:?}", t.name),
+                    "a non-empty name",
+                );
+            }
+            if d.test[..i].iter().any(|o| o.name == t.name) {
+                return invalid(
+                    format!("{key}.name"),
+                    format!("{:?}", t.name),
+                    "a name not used by another test set",
+                );
+            }
+            check_spec(&key, &t.dir, &t.synth_set, &t.layout)?;
+        }
+        Ok(())
+    }
+
+    /// `data.root` with environment variables expanded (the current directory when unset).
+    ///
+    /// # Errors
+    /// [`ConfigError::MissingEnv`] when a variable it uses is not set.
+    pub fn data_root(&self) -> Result<PathBuf> {
+        Ok(PathBuf::from(match &self.data.root {
+            Some(root) => expand_env("data.root", root)?,
+            None => ".".into(),
+        }))
+    }
+
+    /// The resolved configuration as TOML, every default written out.
+    ///
+    /// # Errors
+    /// [`ConfigError::Serialize`] (a bug: every value of a valid config serialises).
+    pub fn to_toml_string(&self) -> Result<String> {
+        toml::to_string_pretty(self).map_err(|e| ConfigError::Serialize(e.to_string()))
+    }
+
+    /// The resolved configuration as JSON, for `results.json`.
+    ///
+    /// # Errors
+    /// [`ConfigError::Serialize`] (a bug).
+    pub fn to_json_value(&self) -> Result<serde_json::Value> {
+        serde_json::to_value(self).map_err(|e| ConfigError::Serialize(e.to_string()))
+    }
+
+    /// Writes the resolved configuration to `dir/config.resolved.toml`, atomically.
+    ///
+    /// # Errors
+    /// [`ConfigError::Io`] when it cannot be written.
+    pub fn save_resolved(&self, dir: &Path) -> Result<PathBuf> {
+        let path = dir.join(RESOLVED_FILE);
+        let text = format!(
+            "# Resolved configuration of run `{}`: every default written out.\n{}",
+            self.name,
+            self.to_toml_string()?
+        );
+        blindspot_report::write_atomic(&path, text.as_bytes()).map_err(|e| match e {
+            blindspot_report::ReportError::Io { path, source } => ConfigError::Io { path, source },
+            other => ConfigError::Serialize(other.to_string()),
+        })?;
+        Ok(path)
+    }
+}
+
+/// Replaces each `${VAR}` in `value` by the environment variable `VAR`.
+fn expand_env(key: &str, value: &str) -> Result<String> {
+    let mut out = String::new();
+    let mut rest = value;
+    while let Some(start) = rest.find("${") {
+        out.push_str(&rest[..start]);
+        let after = &rest[start + 2..];
+        let Some(end) = after.find('}') else {
+            return invalid(
+                key,
+                format!("{value:?}"),
+                "`${VAR}` references closed by `}`",
+            );
+        };
+        let var = &after[..end];
+        match std::env::var(var) {
+            Ok(v) => out.push_str(&v),
+            Err(_) => {
+                return Err(ConfigError::MissingEnv {
+                    key: key.into(),
+                    var: var.into(),
+                });
+            }
+        }
+        rest = &after[end + 1..];
+    }
+    out.push_str(rest);
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn repo_config(name: &str) -> PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../configs")
+            .join(name)
+    }
+
+    const MINIMAL: &str = r#"
+name = "tiny"
+[synth]
+[[synth.sets]]
+name = "train"
+split = "train"
+count = 2
+[[synth.sets]]
+name = "val"
+split = "val"
+count = 1
+[[synth.sets]]
+name = "t1"
+count = 1
+contrast = "t1"
+[data]
+train = { synth_set = "train" }
+validation = { synth_set = "val" }
+[[data.test]]
+name = "T1"
+role = "out_of_distribution"
+synth_set = "t1"
+"#;
+
+    /// Parses `MINIMAL` with `extra` appended, expecting an error whose text contains every
+    /// needle.
+    fn check_err(extra: &str, needles: &[&str]) {
+        let text = format!("{MINIMAL}\n{extra}");
+        let err = RunConfig::from_toml_str(&text)
+            .expect_err(extra)
+            .to_string();
+        for n in needles {
+            assert!(err.contains(n), "error for {extra:?} lacks {n:?}: {err}");
+        }
+    }
+
+    #[test]
+    fn minimal_config_takes_the_documented_defaults() {
+        let c = RunConfig::from_toml_str(MINIMAL).unwrap();
+        assert_eq!(c.seed, 0);
+        assert_eq!(c.threshold, ThresholdConfig::default());
+        assert_eq!(c.threshold.target_fpr, 0.05);
+        assert_eq!(c.model.latent_dim, 128);
+        assert_eq!(c.ensemble.members, 1);
+        assert!(c.gate.is_none());
+        assert_eq!(c.preprocess.slice_size, [128, 128]);
+        // a single model cannot provide WAIC: it is not a default
+        assert!(!c.evaluation.statistics.contains(&Statistic::Waic));
+        assert!(c.evaluation.statistics.contains(&Statistic::Entropy));
+    }
+
+    #[test]
+    fn unknown_key_fails_naming_it() {
+        check_err(
+            "[threshold]\ntarget_fp = 0.05",
+            &["target_fp", "unknown field"],
+        );
+        check_err("colour = 1", &["colour"]);
+    }
+
+    #[test]
+    fn wrong_type_fails_naming_the_key() {
+        check_err(
+            "[ensemble]\nmembers = \"five\"",
+            &["members", "invalid type"],
+        );
+        check_err(
+            "[evaluation]\nstatistics = [\"rec_error\"]",
+            &["rec_error", "rec_err"],
+        );
+    }
+
+    #[test]
+    fn out_of_range_values_fail_with_key_value_and_allowed() {
+        for (extra, needles) in [
+            (
+                "[threshold]\ntarget_fpr = 1.5",
+                &["threshold.target_fpr", "1.5", "between 0 and 1"][..],
+            ),
+            (
+                "[ensemble]\nmembers = 0",
+                &["ensemble.members", "= 0", "1 to 64"],
+            ),
+            ("[model]\nwidth = -1.0", &["model.width", "-1", "(0, 16]"]),
+            (
+                "[preprocess]\nslice_size = [64, 80]",
+                &["preprocess.slice_size", "multiple of 16"],
+            ),
+            (
+                "[threshold]\nmethod = \"fixed\"",
+                &["threshold.value", "missing"],
+            ),
+            (
+                "[evaluation]\nbootstrap_resamples = 10",
+                &["evaluation.bootstrap_resamples", "at least 100"],
+            ),
+            (
+                "[report]\ncurve_points = 3",
+                &["report.curve_points", "10 to 10000"],
+            ),
+            ("[train]\nbatch_size = 0", &["[train]", "batch_size"]),
+        ] {
+            check_err(extra, needles);
+        }
+    }
+
+    #[test]
+    fn waic_needs_an_ensemble() {
+        let err = RunConfig::from_toml_str(&MINIMAL.replace(
+            "name = \"tiny\"",
+            "name = \"tiny\"\n[evaluation]\nstatistics = [\"waic\"]\nprior_knowledge = []",
+        ))
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("evaluation.statistics") && err.contains("at least 2 members"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn dataset_references_are_checked() {
+        let text = MINIMAL.replace("synth_set = \"t1\"", "synth_set = \"t2\"");
+        let err = RunConfig::from_toml_str(&text).unwrap_err().to_string();
+        assert!(
+            err.contains("data.test[0].synth_set") && err.contains("train, val, t1"),
+            "{err}"
+        );
+        let text = MINIMAL.replace("train = { synth_set = \"train\" }", "train = { }");
+        let err = RunConfig::from_toml_str(&text).unwrap_err().to_string();
+        assert!(
+            err.contains("data.train") && err.contains("exactly one"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn missing_environment_variable_is_named() {
+        let text = MINIMAL.replace(
+            "[data]",
+            "[data]\nroot = \"${BLINDSPOT_SURELY_UNSET_VAR}/x\"",
+        );
+        let err = RunConfig::from_toml_str(&text).unwrap_err();
+        assert!(
+            matches!(&err, ConfigError::MissingEnv { var, .. } if var == "BLINDSPOT_SURELY_UNSET_VAR"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn resolved_config_roundtrips() {
+        let c = RunConfig::from_toml_str(MINIMAL).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let path = c.save_resolved(dir.path()).unwrap();
+        assert_eq!(RunConfig::load(&path).unwrap(), c);
+        assert_eq!(c.to_json_value().unwrap()["threshold"]["target_fpr"], 0.05);
+    }
+
+    #[test]
+    fn shipped_configs_are_valid() {
+        let quick = RunConfig::load(&repo_config("quickstart.toml")).unwrap();
+        assert!(quick.ensemble.members >= 2 && quick.gate.is_some());
+        assert_eq!(quick.preprocess.slice_size, [64, 64]);
+        // paper and ixi-t1 read their roots from the environment
+        let with_root = |file: &str, var: &str| {
+            let text = std::fs::read_to_string(repo_config(file)).unwrap();
+            assert!(text.contains(var), "{file} uses {var}");
+            RunConfig::from_toml_str(&text.replace(var, "/data")).unwrap()
+        };
+        let paper = with_root("paper.toml", "${BLINDSPOT_DATA}");
+        assert_eq!(
+            (
+                paper.train.batch_size,
+                paper.ensemble.members,
+                paper.preprocess.slice_size
+            ),
+            (128, 5, [128, 128])
+        );
+        let ixi = with_root("ixi-t1.toml", "${BLINDSPOT_REAL_DATA}");
+        assert_eq!(ixi.ensemble.members, 3);
+        assert_eq!(ixi.data_root().unwrap(), PathBuf::from("/data"));
+    }
+}
