@@ -125,13 +125,7 @@ impl Landmarks {
     pub fn compute(vol: &Volume<f32>, mask: &Volume<u8>, config: &HistMatchConfig) -> Result<Self> {
         config.check()?;
         check_same_dims("image", vol, "brain mask", mask)?;
-        let mut brain: Vec<f32> = vol
-            .data
-            .iter()
-            .zip(&mask.data)
-            .filter(|(_, m)| **m != 0)
-            .map(|(v, _)| *v)
-            .collect();
+        let mut brain = crate::preprocess::masked_values(vol, mask);
         let degenerate = |reason: &str| IoError::DegenerateMask {
             what: "histogram matching".into(),
             reason: reason.into(),

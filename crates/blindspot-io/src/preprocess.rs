@@ -343,13 +343,7 @@ pub fn clip_percentiles(
 ) -> Result<(f32, f32)> {
     check_percentiles(lower, upper)?;
     check_same_dims("image", vol, "brain mask", mask)?;
-    let mut values: Vec<f32> = vol
-        .data
-        .iter()
-        .zip(&mask.data)
-        .filter(|(_, m)| **m != 0)
-        .map(|(v, _)| *v)
-        .collect();
+    let mut values = masked_values(vol, mask);
     if values.is_empty() || values.iter().any(|v| v.is_nan()) {
         return Err(IoError::DegenerateMask {
             what: "percentile clipping".into(),
@@ -652,12 +646,7 @@ impl Pipeline {
         brain: Option<Volume<u8>>,
         lesion: Option<Volume<u8>>,
     ) -> Result<SubjectSlices> {
-        if let Some(b) = &brain {
-            check_same_dims("image", &image, "brain mask", b)?;
-        }
-        if let Some(l) = &lesion {
-            check_same_dims("image", &image, "lesion mask", l)?;
-        }
+        check_masks_fit(&image, brain.as_ref(), lesion.as_ref())?;
         let to_ras = Reorientation::new(image.dims, &image.affine, image.spacing)?;
         if self.config.crop.is_some() {
             let brain = brain.map(|b| to_ras.to_ras(&b)).transpose()?;
@@ -680,12 +669,7 @@ impl Pipeline {
         brain: Option<Volume<u8>>,
         lesion: Option<Volume<u8>>,
     ) -> Result<SubjectSlices> {
-        if let Some(b) = &brain {
-            check_same_dims("image", &image, "brain mask", b)?;
-        }
-        if let Some(l) = &lesion {
-            check_same_dims("image", &image, "lesion mask", l)?;
-        }
+        check_masks_fit(&image, brain.as_ref(), lesion.as_ref())?;
         let c = &self.config;
         let mut image = image;
         let mut brain = brain;
@@ -993,6 +977,31 @@ fn resize_lesion(
                 .collect()
         }
     }
+}
+
+/// The voxels of `vol` where `mask` is non-zero, in storage order (same dims assumed).
+pub(crate) fn masked_values(vol: &Volume<f32>, mask: &Volume<u8>) -> Vec<f32> {
+    vol.data
+        .iter()
+        .zip(&mask.data)
+        .filter(|(_, m)| **m != 0)
+        .map(|(v, _)| *v)
+        .collect()
+}
+
+/// Both optional masks lie on the image's voxel grid.
+fn check_masks_fit(
+    image: &Volume<f32>,
+    brain: Option<&Volume<u8>>,
+    lesion: Option<&Volume<u8>>,
+) -> Result<()> {
+    if let Some(b) = brain {
+        check_same_dims("image", image, "brain mask", b)?;
+    }
+    if let Some(l) = lesion {
+        check_same_dims("image", image, "lesion mask", l)?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]
