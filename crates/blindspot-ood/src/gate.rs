@@ -191,19 +191,13 @@ impl ScanVerdict {
             path: path.to_path_buf(),
             source,
         };
-        let dir = match path.parent() {
-            Some(p) if !p.as_os_str().is_empty() => p,
-            _ => Path::new("."),
-        };
-        let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(io)?;
-        serde_json::to_writer_pretty(&mut tmp, self).map_err(|source| OodError::Json {
+        // Serialise first, so a serialisation error leaves no file and names its own cause.
+        let mut json = serde_json::to_vec_pretty(self).map_err(|source| OodError::Json {
             path: path.to_path_buf(),
             source,
         })?;
-        tmp.write_all(b"\n").map_err(io)?;
-        tmp.as_file().sync_all().map_err(io)?;
-        tmp.persist(path).map_err(|e| io(e.error))?;
-        Ok(())
+        json.push(b'\n');
+        blindspot_io::atomic::write_atomic(path, |w| w.write_all(&json)).map_err(io)
     }
 }
 

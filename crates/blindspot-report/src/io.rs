@@ -18,17 +18,8 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
         _ => Path::new("."),
     };
     std::fs::create_dir_all(dir).map_err(|e| ReportError::io(dir, e))?;
-    let mut tmp = tempfile::Builder::new()
-        .prefix(".tmp-")
-        .tempfile_in(dir)
-        .map_err(|e| ReportError::io(dir, e))?;
-    tmp.write_all(bytes).map_err(|e| ReportError::io(path, e))?;
-    tmp.as_file()
-        .sync_all()
-        .map_err(|e| ReportError::io(path, e))?;
-    tmp.persist(path)
-        .map_err(|e| ReportError::io(path, e.error))?;
-    Ok(())
+    blindspot_io::atomic::write_atomic(path, |w| w.write_all(bytes))
+        .map_err(|e| ReportError::io(path, e))
 }
 
 /// Validates `results` and writes it as pretty JSON to `path`, atomically.
