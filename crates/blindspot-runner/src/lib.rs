@@ -1,5 +1,9 @@
 //! The library half of the `blindspot` binary: what the commands share and what tests reach
-//! (the experiment configuration). The binary (`src/main.rs`) adds the backend selection and
-//! the command line.
+//! (the experiment configuration, the slice-cache adapter, the `run` pipeline and its steps,
+//! scoring new scans). The binary (`src/main.rs`) adds the backend selection and the command
+//! line.
 
 pub mod config;
+pub mod pipeline;
+pub mod score;
+pub mod slices;

@@ -1,14 +1,19 @@
-//! `blindspot`: the command-line entry point. For now it selects the backend (cargo features
-//! `flex` (default), `ndarray`, `cuda`) and offers a training smoke test of the paper's VAE;
-//! the full CLI comes with a later issue.
+//! `blindspot`: the command-line entry point. It selects the backend (cargo features `flex`
+//! (default), `ndarray`, `cuda`) and runs experiments (`run`), checks configs (`check`),
+//! re-renders reports (`report`) and offers a training smoke test of the paper's VAE.
+//!
+//! Errors are printed as `error: ...` with their causes; the exit code is 2 for a bad
+//! configuration or usage and 1 for a failure at run time.
 
 mod backend;
 
+use std::process::ExitCode;
 use std::time::Instant;
 
 use anyhow::{Context, Result};
 use blindspot_core::{Batch, Model, seeded};
 use blindspot_runner::config;
+use blindspot_runner::pipeline::{self, Shard};
 use blindspot_vae::{BackboneConfig, BetaSchedule, VaeConfig};
 use burn::module::AutodiffModule;
 use burn::optim::{AdamConfig, GradientsParams, Optimizer};
@@ -27,6 +32,68 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Cmd {
+    /// Run a whole experiment: synthesise, prepare, train, infer, evaluate, report.
+    Run {
+        /// The experiment config (TOML), for example configs/quickstart.toml.
+        config: std::path::PathBuf,
+        /// The run directory (default: runs/<name>).
+        #[arg(long)]
+        out: Option<std::path::PathBuf>,
+    },
+    /// Step 1 of `run`: write the phantom of [synth] into <out>/data.
+    Synth {
+        /// The experiment config (TOML).
+        config: std::path::PathBuf,
+        /// The run directory (default: runs/<name>).
+        #[arg(long)]
+        out: Option<std::path::PathBuf>,
+    },
+    /// Step 2 of `run`: preprocess every dataset into a slice cache under <out>/cache.
+    Prepare {
+        /// The experiment config (TOML).
+        config: std::path::PathBuf,
+        /// The run directory (default: runs/<name>).
+        #[arg(long)]
+        out: Option<std::path::PathBuf>,
+        /// Only the datasets of shard `i/n` (position modulo n equals i).
+        #[arg(long, default_value = "0/1")]
+        shard: Shard,
+    },
+    /// Step 3 of `run`: train the ensemble members into <out>/model (resumes).
+    Train {
+        /// The experiment config (TOML).
+        config: std::path::PathBuf,
+        /// The run directory (default: runs/<name>).
+        #[arg(long)]
+        out: Option<std::path::PathBuf>,
+        /// Only the members of shard `i/n` (member index modulo n equals i).
+        #[arg(long, default_value = "0/1")]
+        shard: Shard,
+    },
+    /// Step 4 of `run`: infer with every member, evaluate, write results.json and the report.
+    Evaluate {
+        /// The experiment config (TOML).
+        config: std::path::PathBuf,
+        /// The run directory (default: runs/<name>).
+        #[arg(long)]
+        out: Option<std::path::PathBuf>,
+    },
+    /// Score NIfTI scans with a finished run: an anomaly map on each scan's own grid
+    /// (`<stem>.anomaly.nii.gz`) and the gate's verdict (`<stem>.verdict.json`).
+    Score {
+        /// The run directory (holding config.resolved.toml and model/).
+        #[arg(long)]
+        run: std::path::PathBuf,
+        /// Where the maps and verdicts go (default: <run>/scores).
+        #[arg(long)]
+        out: Option<std::path::PathBuf>,
+        /// The brain mask of the scan (only with a single scan; default: its non-zero voxels).
+        #[arg(long)]
+        brain_mask: Option<std::path::PathBuf>,
+        /// The scans (.nii or .nii.gz).
+        #[arg(required = true)]
+        scans: Vec<std::path::PathBuf>,
+    },
     /// Check an experiment config and print it resolved (every default written out).
     Check {
         /// The experiment config (TOML), for example configs/quickstart.toml.
@@ -56,9 +123,103 @@ enum Cmd {
     },
 }
 
-fn main() -> Result<()> {
+fn main() -> ExitCode {
     let cli = Cli::parse();
+    match dispatch(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            let config_error = err.chain().any(|e| {
+                e.downcast_ref::<config::ConfigError>().is_some()
+                    || e.downcast_ref::<blindspot_runner::pipeline::RunError>()
+                        .is_some_and(|r| r.is_config())
+            });
+            ExitCode::from(if config_error { 2 } else { 1 })
+        }
+    }
+}
+
+fn dispatch(cli: Cli) -> Result<()> {
     match cli.command {
+        Cmd::Synth { config, out } => {
+            let (config, dir) = load(&config, out)?;
+            pipeline::synth(&config, &dir)?;
+            println!("{}", dir.join("data").display());
+            Ok(())
+        }
+        Cmd::Prepare { config, out, shard } => {
+            let (config, dir) = load(&config, out)?;
+            let built = pipeline::prepare(&config, &dir, shard)?;
+            println!(
+                "{built} slice caches built in {}",
+                dir.join("cache").display()
+            );
+            Ok(())
+        }
+        Cmd::Train { config, out, shard } => {
+            let (config, dir) = load(&config, out)?;
+            let device = backend::device()?;
+            pipeline::train::<backend::TrainBackend>(&config, &dir, shard, &device)?;
+            println!("{}", dir.join("model").display());
+            Ok(())
+        }
+        Cmd::Evaluate { config, out } => {
+            let (config, dir) = load(&config, out)?;
+            let device = backend::device()?;
+            let summary = pipeline::evaluate::<backend::Backend>(&config, &dir, &device)?;
+            println!(
+                "{}\n{}",
+                summary.results.display(),
+                summary.report.display()
+            );
+            Ok(())
+        }
+        Cmd::Run { config: path, out } => {
+            let (config, dir) = load(&path, out)?;
+            let device = backend::device()?;
+            eprintln!(
+                "run `{}` on {} into {}",
+                config.name,
+                backend::NAME,
+                dir.display()
+            );
+            let summary = pipeline::run::<backend::TrainBackend>(&config, &dir, &device)?;
+            println!(
+                "{}\n{}\nfinished in {:.1} s",
+                summary.results.display(),
+                summary.report.display(),
+                summary.seconds
+            );
+            Ok(())
+        }
+        Cmd::Score {
+            run,
+            out,
+            brain_mask,
+            scans,
+        } => {
+            if brain_mask.is_some() && scans.len() != 1 {
+                return Err(blindspot_runner::pipeline::RunError::Unsupported {
+                    key: "--brain-mask".into(),
+                    value: format!("with {} scans", scans.len()),
+                    allowed: "one scan per --brain-mask",
+                }
+                .into());
+            }
+            let device = backend::device()?;
+            let scorer = blindspot_runner::score::Scorer::<backend::Backend>::load(&run, &device)?;
+            let out = out.unwrap_or_else(|| run.join("scores"));
+            for scan in &scans {
+                let s = scorer
+                    .score(scan, brain_mask.as_deref(), &out)
+                    .with_context(|| format!("scoring {}", scan.display()))?;
+                let decision = s
+                    .decision
+                    .map_or_else(|| "no gate".to_owned(), |d| format!("{d:?}"));
+                println!("{}\t{}\t{decision}", scan.display(), s.map.display());
+            }
+            Ok(())
+        }
         Cmd::Check { config: path } => {
             let config = config::RunConfig::load(&path)?;
             print!("{}", config.to_toml_string()?);
@@ -81,6 +242,16 @@ fn main() -> Result<()> {
             seed,
         } => train_smoke(steps, batch, size, seed),
     }
+}
+
+/// The config and the run directory (default `runs/<name>`).
+fn load(
+    path: &std::path::Path,
+    out: Option<std::path::PathBuf>,
+) -> Result<(config::RunConfig, std::path::PathBuf)> {
+    let config = config::RunConfig::load(path)?;
+    let dir = out.unwrap_or_else(|| std::path::Path::new("runs").join(&config.name));
+    Ok((config, dir))
 }
 
 fn train_smoke(steps: u64, batch: usize, size: usize, seed: u64) -> Result<()> {

@@ -1,0 +1,1464 @@
+//! `blindspot run`: the whole experiment of one [`RunConfig`] in a run directory.
+//!
+//! Steps (each timed into `results.json`): synthesise the phantom (`data/`), preprocess every
+//! dataset into a slice cache (`cache/`), train the VAE ensemble (`model/member-i/`), infer on
+//! the validation set and every test set, turn the outputs into [`SliceRecord`]s, and evaluate:
+//! the healthy-pixel-FPR threshold on healthy validation pixels, pixel metrics per test set
+//! (beside a model-free intensity-threshold baseline calibrated the same way), OOD detection
+//! in three modes for every statistic, disentangling, the gate with risk-coverage. The
+//! [`Results`] go to `results.json`, the resolved config beside it, and the report is rendered.
+//!
+//! Generic over the training backend; the binary picks it.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use blindspot_core::{Batch, Ensemble, SliceSource, stat};
+use blindspot_io::{Pipeline, SubjectFiles};
+use blindspot_metrics::{BootstrapConfig, RankedScores};
+use blindspot_ood::eval::{
+    IdNegatives, OodMode, ScanOutcome, Scorer, detection_set, disentangling_set, risk_coverage,
+};
+use blindspot_ood::slice::{
+    PostprocessConfig, ResidualSource, SliceInput, SliceStatsConfig, postprocess_residual,
+    slice_record,
+};
+use blindspot_ood::waic::{WaicKind, ensemble_waic};
+use blindspot_ood::{Decision, Dose, Gate, LesionRule, SliceId, SliceRecord, Statistic};
+use blindspot_report::{
+    BestDice, BootstrapInfo, Curve, Curves, Detection, Disentangling, Estimate, GateResult,
+    GateSetResult, Histogram, OodDetection, PixelMetrics, Results, SliceCounts, StatisticInfo,
+    TestSetResult, TestSetRole, ThresholdInfo, WallTime,
+};
+use blindspot_report::{GrayImage, GridKind, GridRow, SliceGrid, SliceGridRef, write_slice_grid};
+use blindspot_vae::{BackboneConfig, Vae, VaeConfig};
+use burn::tensor::backend::{AutodiffBackend, Backend};
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+
+use crate::config::{
+    ConfigError, DatasetSpec, ModelKind, Role, RunConfig, ThresholdMethod, Transform,
+};
+use crate::slices::CacheSlices;
+
+/// Why a run failed.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    /// The configuration is invalid.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// A file or folder could not be read or written.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file or folder.
+        path: PathBuf,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// Reading or preprocessing data failed.
+    #[error(transparent)]
+    Data(#[from] blindspot_io::IoError),
+    /// Synthesising the phantom failed.
+    #[error(transparent)]
+    Synth(#[from] blindspot_synth::SynthError),
+    /// Training or inference failed.
+    #[error(transparent)]
+    Model(#[from] blindspot_core::Error),
+    /// The model configuration was refused.
+    #[error(transparent)]
+    Vae(#[from] blindspot_vae::VaeError),
+    /// An OOD statistic or the gate failed.
+    #[error(transparent)]
+    Ood(#[from] blindspot_ood::OodError),
+    /// A metric failed.
+    #[error(transparent)]
+    Metrics(#[from] blindspot_metrics::MetricsError),
+    /// Writing the results or the report failed.
+    #[error(transparent)]
+    Report(#[from] blindspot_report::ReportError),
+    /// A configuration value this pipeline does not run yet.
+    #[error("`{key}` = {value} is not supported by `blindspot run` yet; allowed: {allowed}")]
+    Unsupported {
+        /// The key.
+        key: String,
+        /// Its value.
+        value: String,
+        /// What is allowed.
+        allowed: &'static str,
+    },
+    /// A dataset holds no usable slice or subject.
+    #[error("dataset `{dataset}` is empty: {why}")]
+    Empty {
+        /// The dataset.
+        dataset: String,
+        /// What is missing.
+        why: String,
+    },
+}
+
+impl RunError {
+    /// Whether the error is the user's configuration (exit code 2) rather than a runtime
+    /// failure (exit code 1).
+    pub fn is_config(&self) -> bool {
+        matches!(self, RunError::Config(_) | RunError::Unsupported { .. })
+    }
+}
+
+type Result<T> = std::result::Result<T, RunError>;
+
+/// What a finished run wrote.
+#[derive(Debug, Clone)]
+pub struct RunSummary {
+    /// The run directory.
+    pub dir: PathBuf,
+    /// `results.json`.
+    pub results: PathBuf,
+    /// `report.html`.
+    pub report: PathBuf,
+    /// Wall time of the whole run in seconds.
+    pub seconds: f64,
+}
+
+/// Slices per inference batch.
+const INFER_BATCH: usize = 32;
+
+/// One dataset after inference.
+pub(crate) struct SetData {
+    name: String,
+    role: Option<Role>,
+    scans: usize,
+    /// The ensemble's records (WAIC and DoSE added).
+    pub(crate) records: Vec<SliceRecord>,
+    /// Post-processed residual of the ensemble-mean reconstruction, brain pixels only.
+    scores: Vec<f32>,
+    /// The input intensity of the same pixels (the baseline's score).
+    intensity: Vec<f32>,
+    /// Ground truth of the same pixels.
+    lesion: Vec<bool>,
+    /// The scan (subject) of each pixel's slice, as an index into `subjects`.
+    pixel_scan: Vec<u32>,
+    subjects: Vec<String>,
+    /// With `keep_maps`: per inferred slice, its cache index and post-processed residual.
+    pub(crate) maps: Vec<(usize, Vec<f32>)>,
+    /// Example slices for the report's slice grid.
+    examples: Vec<Example>,
+}
+
+/// One example slice of a slice grid.
+struct Example {
+    label: String,
+    input: Vec<f32>,
+    reconstruction: Vec<f32>,
+    residual: Vec<f32>,
+    lesion: Vec<f32>,
+}
+
+/// The slices shown in a set's grid: the most lesional ones when the set has lesional slices,
+/// else evenly spaced ones.
+fn example_slices(cache: &CacheSlices, indices: &[usize], config: &RunConfig) -> Vec<usize> {
+    let k = config.report.grid_examples;
+    if k == 0 || indices.is_empty() {
+        return Vec::new();
+    }
+    let c = cache.cache();
+    let lesion = |i: usize| c.lesion(i).iter().filter(|&&v| v != 0).count();
+    let mut lesional: Vec<usize> = indices
+        .iter()
+        .copied()
+        .filter(|&i| lesion(i) > config.evaluation.lesional_pixels)
+        .collect();
+    if !lesional.is_empty() {
+        lesional.sort_by_key(|&i| (std::cmp::Reverse(lesion(i)), i));
+        lesional.truncate(k);
+        return lesional;
+    }
+    let n = indices.len();
+    let mut picks: Vec<usize> = (0..k.min(n))
+        .map(|j| indices[(2 * j + 1) * n / (2 * k.min(n))])
+        .collect();
+    picks.dedup();
+    picks
+}
+
+/// One part of a job split over `count` processes (`--shard index/count`): this process takes
+/// the datasets (`prepare`) or ensemble members (`train`) whose position modulo `count` is
+/// `index`. Shards share one run directory, so their outputs merge there; `evaluate` then
+/// reads them all.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Shard {
+    /// This shard, `0..count`.
+    pub index: usize,
+    /// The number of shards, at least 1.
+    pub count: usize,
+}
+
+impl Shard {
+    /// The whole job in one process.
+    pub const ALL: Shard = Shard { index: 0, count: 1 };
+
+    /// Whether item `i` belongs to this shard.
+    pub fn owns(self, i: usize) -> bool {
+        i % self.count == self.index
+    }
+}
+
+impl std::str::FromStr for Shard {
+    type Err = RunError;
+
+    fn from_str(text: &str) -> Result<Self> {
+        let bad = || RunError::Unsupported {
+            key: "--shard".into(),
+            value: format!("{text:?}"),
+            allowed: "`i/n` with 0 <= i < n, for example 0/2 and 1/2",
+        };
+        let (i, n) = text.split_once('/').ok_or_else(bad)?;
+        let (index, count) = (
+            i.trim().parse::<usize>().map_err(|_| bad())?,
+            n.trim().parse::<usize>().map_err(|_| bad())?,
+        );
+        if count == 0 || index >= count {
+            return Err(bad());
+        }
+        Ok(Shard { index, count })
+    }
+}
+
+/// Step wall times of a run directory, merged over the separate commands (`timings.json`).
+const TIMINGS_FILE: &str = "timings.json";
+
+fn record_time(dir: &Path, step: &str, t: Instant) -> Result<()> {
+    let path = dir.join(TIMINGS_FILE);
+    let mut times: BTreeMap<String, f64> = std::fs::read(&path)
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .unwrap_or_default();
+    times.insert(step.to_owned(), t.elapsed().as_secs_f64());
+    let text = serde_json::to_vec_pretty(&times).map_err(|e| RunError::Io {
+        path: path.clone(),
+        source: e.into(),
+    })?;
+    blindspot_report::write_atomic(&path, &text)?;
+    Ok(())
+}
+
+fn read_times(dir: &Path) -> Vec<WallTime> {
+    let times: BTreeMap<String, f64> = std::fs::read(dir.join(TIMINGS_FILE))
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .unwrap_or_default();
+    ["synth", "prepare", "train", "inference", "evaluation"]
+        .iter()
+        .filter_map(|s| {
+            times.get(*s).map(|&seconds| WallTime {
+                step: (*s).to_owned(),
+                seconds,
+            })
+        })
+        .collect()
+}
+
+fn create_dir(dir: &Path) -> Result<()> {
+    std::fs::create_dir_all(dir).map_err(|source| RunError::Io {
+        path: dir.to_owned(),
+        source,
+    })
+}
+
+/// The datasets of a run in cache order: train, validation, then the test sets.
+fn dataset_specs(config: &RunConfig) -> Vec<(String, Option<Role>, DatasetSpec)> {
+    let mut specs = vec![
+        ("train".into(), None, config.data.train.clone()),
+        ("validation".into(), None, config.data.validation.clone()),
+    ];
+    for t in &config.data.test {
+        specs.push((
+            t.name.clone(),
+            Some(t.role),
+            DatasetSpec {
+                dir: t.dir.clone(),
+                synth_set: t.synth_set.clone(),
+                layout: t.layout.clone(),
+            },
+        ));
+    }
+    specs
+}
+
+fn cache_path(dir: &Path, i: usize, name: &str) -> PathBuf {
+    dir.join("cache")
+        .join(format!("{i:02}-{}.bsc", blindspot_report::slug(name)))
+}
+
+/// `blindspot synth`: writes the phantom of `[synth]` into `dir/data` (nothing without a
+/// `[synth]` section) and saves the resolved config in `dir`.
+///
+/// # Errors
+/// [`RunError::Unsupported`] for settings the pipeline does not run; synthesis and I/O errors.
+pub fn synth(config: &RunConfig, dir: &Path) -> Result<()> {
+    let t = Instant::now();
+    check_supported(config)?;
+    create_dir(dir)?;
+    config.save_resolved(dir)?;
+    if let Some(synth) = &config.synth {
+        blindspot_synth::write_dataset(synth, &dir.join("data"))?;
+    }
+    record_time(dir, "synth", t)
+}
+
+/// `blindspot prepare`: preprocesses the datasets of `shard` into slice caches under
+/// `dir/cache` (a cache already built with the same parameters and subjects is kept).
+/// Returns the number of caches built.
+///
+/// # Errors
+/// [`RunError::Empty`] for a dataset without subjects or slices; reading and preprocessing
+/// errors naming the file.
+pub fn prepare(config: &RunConfig, dir: &Path, shard: Shard) -> Result<usize> {
+    let t = Instant::now();
+    check_supported(config)?;
+    let pipeline = Pipeline::new(config.preprocess.clone(), None)?;
+    create_dir(&dir.join("cache"))?;
+    let mut built = 0;
+    for (i, (name, _, spec)) in dataset_specs(config).iter().enumerate() {
+        if !shard.owns(i) {
+            continue;
+        }
+        let subjects = subjects_of(config, spec, &dir.join("data"), name)?;
+        let path = cache_path(dir, i, name);
+        let fresh = blindspot_io::SliceCache::open(&path)
+            .map(|c| {
+                c.matches_params(&pipeline.params_json()) && c.subjects().len() == subjects.len()
+            })
+            .unwrap_or(false);
+        if !fresh {
+            blindspot_io::build_cache(&subjects, &pipeline, &path)?;
+            built += 1;
+        }
+    }
+    if shard == Shard::ALL {
+        record_time(dir, "prepare", t)?;
+    }
+    Ok(built)
+}
+
+fn open_cache(dir: &Path, i: usize, name: &str) -> Result<CacheSlices> {
+    let path = cache_path(dir, i, name);
+    if !path.is_file() {
+        return Err(RunError::Empty {
+            dataset: name.to_owned(),
+            why: format!(
+                "no slice cache at {} (run `blindspot prepare` first)",
+                path.display()
+            ),
+        });
+    }
+    let slices = CacheSlices::open(&path)?;
+    if slices.is_empty() {
+        return Err(RunError::Empty {
+            dataset: name.to_owned(),
+            why: "no slice with brain after preprocessing".into(),
+        });
+    }
+    Ok(slices)
+}
+
+/// `blindspot train`: trains the ensemble members of `shard` in `dir/model/member-i` (member
+/// `i` with seed `seed + i`, as [`Ensemble::fit`] does); a finished member is resumed, which
+/// is a no-op, so an interrupted run continues where it stopped.
+///
+/// # Errors
+/// [`RunError::Empty`] when the caches are missing; training errors.
+pub fn train<B: AutodiffBackend>(
+    config: &RunConfig,
+    dir: &Path,
+    shard: Shard,
+    device: &B::Device,
+) -> Result<()> {
+    let t = Instant::now();
+    check_supported(config)?;
+    let train = open_cache(dir, 0, "train")?;
+    let val = open_cache(dir, 1, "validation")?;
+    let vae = vae_config(config)?;
+    let model_dir = dir.join("model");
+    for m in (0..config.ensemble.members).filter(|&m| shard.owns(m)) {
+        let seed = config.seed.wrapping_add(m as u64);
+        let cfg = blindspot_core::TrainConfig {
+            seed,
+            ..config.train.clone()
+        };
+        blindspot_core::seeded::<B>(device, seed);
+        // Validated by `vae_config`, so initialisation cannot fail.
+        let model = vae
+            .init::<B>(device)
+            .expect("a validated VAE config initialises");
+        // The member folder of `Ensemble::load`.
+        blindspot_core::Trainer::new(cfg, model_dir.join(format!("member-{m}")))?.fit(
+            model,
+            &train,
+            Some(&val),
+            device,
+        )?;
+    }
+    if shard == Shard::ALL {
+        record_time(dir, "train", t)?;
+    }
+    Ok(())
+}
+
+/// `blindspot evaluate`: loads every member's last checkpoint, infers on the validation set and
+/// every test set, evaluates, and writes `results.json`, `model/scoring.json` and the report.
+///
+/// # Errors
+/// [`RunError::Empty`] for a missing cache, [`RunError::Model`] for a missing checkpoint;
+/// metric, OOD and report errors.
+pub fn evaluate<B: Backend>(
+    config: &RunConfig,
+    dir: &Path,
+    device: &B::Device,
+) -> Result<RunSummary> {
+    let start = Instant::now();
+    check_supported(config)?;
+    config.save_resolved(dir)?;
+    let specs = dataset_specs(config);
+    let caches = specs
+        .iter()
+        .enumerate()
+        .skip(1)
+        .map(|(i, (name, _, _))| open_cache(dir, i, name))
+        .collect::<Result<Vec<_>>>()?;
+    let vae = vae_config(config)?;
+    let model_dir = dir.join("model");
+    let ensemble: Ensemble<Vae<B>> = Ensemble::load::<B>(
+        &model_dir,
+        config.ensemble.members,
+        blindspot_core::Which::Last,
+        // Validated by `vae_config`, so initialisation cannot fail.
+        |_| {
+            vae.init::<B>(device)
+                .expect("a validated VAE config initialises")
+        },
+    )?;
+
+    let t = Instant::now();
+    let mut rng = ChaCha8Rng::seed_from_u64(config.seed ^ 0x5eed_1f3e);
+    let total: usize = caches
+        .iter()
+        .map(|c| c.len().div_ceil(config.evaluation.slice_stride))
+        .sum();
+    let bar = if config.train.progress {
+        progress(total as u64, "inference")
+    } else {
+        indicatif::ProgressBar::hidden()
+    };
+    let mut sets = Vec::new();
+    for (i, ((name, role, _), cache)) in specs.iter().skip(1).zip(&caches).enumerate() {
+        let set = infer_set::<B>(
+            &ensemble,
+            cache,
+            &format!("{:02}-{name}", i + 1),
+            name,
+            *role,
+            config,
+            &mut rng,
+            device,
+            &bar,
+            false,
+            if i == 0 {
+                Transform::None
+            } else {
+                config.data.test[i - 1].transform
+            },
+        )?;
+        sets.push(set);
+    }
+    bar.finish_and_clear();
+    record_time(dir, "inference", t)?;
+
+    let t = Instant::now();
+    let (mut results, scoring) = evaluate_sets(config, dir, &mut sets, Vec::new())?;
+    let scoring_path = model_dir.join(SCORING_FILE);
+    let text = serde_json::to_vec_pretty(&scoring).map_err(|e| RunError::Io {
+        path: scoring_path.clone(),
+        source: e.into(),
+    })?;
+    blindspot_report::write_atomic(&scoring_path, &text)?;
+    record_time(dir, "evaluation", t)?;
+    results.wall_times = read_times(dir);
+    let results_path = dir.join(blindspot_report::RESULTS_FILE);
+    blindspot_report::save_results(&results, &results_path)?;
+    let files = blindspot_report::render_report(&results, dir)?;
+    Ok(RunSummary {
+        dir: dir.to_owned(),
+        results: results_path,
+        report: files.html,
+        seconds: start.elapsed().as_secs_f64(),
+    })
+}
+
+/// `blindspot run`: [`synth`], [`prepare`], [`train`] and [`evaluate`] in `dir` (created when
+/// missing) on `device`.
+///
+/// # Errors
+/// [`RunError`] naming the step's offending file, key or dataset.
+pub fn run<B: AutodiffBackend>(
+    config: &RunConfig,
+    dir: &Path,
+    device: &B::Device,
+) -> Result<RunSummary> {
+    let start = Instant::now();
+    synth(config, dir)?;
+    prepare(config, dir, Shard::ALL)?;
+    train::<B>(config, dir, Shard::ALL, device)?;
+    let mut summary = evaluate::<B::InnerBackend>(config, dir, device)?;
+    summary.seconds = start.elapsed().as_secs_f64();
+    Ok(summary)
+}
+
+/// The model crate's config of `config.model` at the configured slice size, validated.
+///
+/// # Errors
+/// [`RunError::Vae`] when the VAE refuses it.
+pub fn vae_config(config: &RunConfig) -> Result<VaeConfig> {
+    let [h, _] = config.preprocess.slice_size;
+    let vae = VaeConfig::new()
+        .with_backbone(
+            BackboneConfig::new()
+                .with_input_size(h)
+                .with_width(config.model.width),
+        )
+        .with_latent_dim(config.model.latent_dim)
+        .with_beta(config.model.beta)
+        .with_mask_start_step(config.model.mask_start_step);
+    vae.validate()?;
+    Ok(vae)
+}
+
+/// File (under the run's `model/`) holding what `blindspot score` needs beside the weights.
+pub const SCORING_FILE: &str = "scoring.json";
+
+/// What scoring a new scan needs from its run, beside the model weights: the pixel threshold,
+/// the fitted gate, and the healthy validation records (DoSE is refitted on them).
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct ScoringState {
+    /// The calibrated pixel threshold of the post-processed residual.
+    pub threshold: f64,
+    /// The gate fitted on healthy validation scans (absent: no `[gate]`).
+    pub gate: Option<Gate>,
+    /// The healthy validation slices.
+    pub healthy_validation: Vec<SliceRecord>,
+}
+
+/// The statistics DoSE combines (every non-empty slice has them).
+pub(crate) const DOSE_STATISTICS: [Statistic; 3] =
+    [Statistic::RecErr, Statistic::Kl, Statistic::NegElbo];
+
+fn progress(total: u64, what: &str) -> indicatif::ProgressBar {
+    let bar = indicatif::ProgressBar::new(total);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(
+            "{msg} [{elapsed_precise}] {wide_bar} {pos}/{len} slices (eta {eta})",
+        )
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    bar.set_message(what.to_owned());
+    bar
+}
+
+fn check_supported(config: &RunConfig) -> Result<()> {
+    if config.model.kind != ModelKind::Vae {
+        return Err(RunError::Unsupported {
+            key: "model.kind".into(),
+            value: format!("{:?}", config.model.kind),
+            allowed: "\"vae\"",
+        });
+    }
+    if config.preprocess.histogram_match.is_some() {
+        return Err(RunError::Unsupported {
+            key: "preprocess.histogram_match".into(),
+            value: "set".into(),
+            allowed: "no histogram matching",
+        });
+    }
+    for (i, t) in config.data.test.iter().enumerate() {
+        if t.transform == Transform::Blobs {
+            return Err(RunError::Unsupported {
+                key: format!("data.test[{i}].transform"),
+                value: format!("{:?}", t.transform),
+                allowed: "\"none\", \"flip_lr\", \"flip_ud\" or \"noise\" (or the phantom's `blobs` set)",
+            });
+        }
+    }
+    Ok(())
+}
+
+/// The subjects of one dataset: a phantom set (from `data/manifest.csv`) or a layout.
+fn subjects_of(
+    config: &RunConfig,
+    spec: &DatasetSpec,
+    data_dir: &Path,
+    name: &str,
+) -> Result<Vec<SubjectFiles>> {
+    let subjects = match (&spec.synth_set, &spec.layout) {
+        (Some(set), _) => {
+            let manifest = data_dir.join("manifest.csv");
+            let text = std::fs::read_to_string(&manifest).map_err(|source| RunError::Io {
+                path: manifest.clone(),
+                source,
+            })?;
+            text.lines()
+                .skip(1)
+                .filter_map(|l| {
+                    let cols: Vec<&str> = l.split(',').collect();
+                    (cols.len() > 2 && cols[2] == set).then(|| cols[0].to_owned())
+                })
+                .map(|id| SubjectFiles {
+                    image: data_dir.join("images").join(format!("{id}.nii.gz")),
+                    brain_mask: Some(data_dir.join("brain_masks").join(format!("{id}.nii.gz"))),
+                    lesion_mask: Some(data_dir.join("lesion_masks").join(format!("{id}.nii.gz"))),
+                    id,
+                })
+                .collect()
+        }
+        (None, Some(layout)) => {
+            let root = config.data_root()?;
+            let root = match &spec.dir {
+                Some(d) => root.join(d),
+                None => root,
+            };
+            layout.check()?.discover(&root)?
+        }
+        (None, None) => Vec::new(),
+    };
+    if subjects.is_empty() {
+        return Err(RunError::Empty {
+            dataset: name.to_owned(),
+            why: "no subject found".into(),
+        });
+    }
+    Ok(subjects)
+}
+
+/// Inference of the ensemble on every `stride`-th slice of `cache`.
+#[allow(clippy::too_many_arguments)] // one call site; a struct would only rename the arguments
+pub(crate) fn infer_set<B: Backend>(
+    ensemble: &Ensemble<Vae<B>>,
+    cache: &CacheSlices,
+    dataset: &str,
+    name: &str,
+    role: Option<Role>,
+    config: &RunConfig,
+    rng: &mut ChaCha8Rng,
+    device: &B::Device,
+    bar: &indicatif::ProgressBar,
+    keep_maps: bool,
+    transform: Transform,
+) -> Result<SetData> {
+    let [h, w] = cache.shape();
+    let hw = h * w;
+    let stats_cfg = SliceStatsConfig::default();
+    let post = PostprocessConfig::default();
+    let latent_dim = config.model.latent_dim;
+    let c = cache.cache();
+    let indices: Vec<usize> = (0..cache.len())
+        .step_by(config.evaluation.slice_stride)
+        .collect();
+    let mut set = SetData {
+        name: name.to_owned(),
+        role,
+        scans: c.subjects().len(),
+        records: Vec::new(),
+        scores: Vec::new(),
+        intensity: Vec::new(),
+        lesion: Vec::new(),
+        pixel_scan: Vec::new(),
+        subjects: c.subjects().to_vec(),
+        maps: Vec::new(),
+        examples: Vec::new(),
+    };
+    let wanted = example_slices(cache, &indices, config);
+    let mut member_records: Vec<Vec<SliceRecord>> = vec![Vec::new(); ensemble.len()];
+    for chunk in indices.chunks(INFER_BATCH) {
+        let n = chunk.len();
+        let mut images = vec![0.0f32; n * hw];
+        let mut masks = vec![0.0f32; n * hw];
+        let mut segs = vec![0u8; n * hw];
+        for (k, &i) in chunk.iter().enumerate() {
+            cache
+                .read(
+                    i,
+                    &mut images[k * hw..(k + 1) * hw],
+                    &mut masks[k * hw..(k + 1) * hw],
+                )
+                .map_err(|message| RunError::Empty {
+                    dataset: name.to_owned(),
+                    why: message,
+                })?;
+            segs[k * hw..(k + 1) * hw].copy_from_slice(c.lesion(i));
+            apply_transform(
+                transform,
+                [h, w],
+                &mut images[k * hw..(k + 1) * hw],
+                &mut masks[k * hw..(k + 1) * hw],
+                &mut segs[k * hw..(k + 1) * hw],
+                config.seed ^ (i as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15),
+            );
+        }
+        let batch = Batch::<B>::from_host(images.clone(), masks.clone(), [n, h, w], device)?;
+        let outs = ensemble
+            .infer(&batch, rng)
+            .into_iter()
+            .map(|o| o.into_host())
+            .collect::<blindspot_core::Result<Vec<_>>>()?;
+        for (k, &i) in chunk.iter().enumerate() {
+            let id = c.identity(i);
+            let slice_id = SliceId::new(dataset, id.subject, id.index as u32);
+            let x = &images[k * hw..(k + 1) * hw];
+            let mask: Vec<bool> = masks[k * hw..(k + 1) * hw]
+                .iter()
+                .map(|&b| b > 0.5)
+                .collect();
+            let seg: Vec<bool> = segs[k * hw..(k + 1) * hw].iter().map(|&b| b != 0).collect();
+            let mut mean = vec![0.0f32; hw];
+            let mut kl_sum = 0.0;
+            for (m, out) in outs.iter().enumerate() {
+                let recon = out.map_of(k);
+                for (a, b) in mean.iter_mut().zip(recon) {
+                    *a += b / outs.len() as f32;
+                }
+                let kl = out.stat(stat::KL_DIV).map(|v| v[k]);
+                kl_sum += kl.unwrap_or(0.0);
+                let input = SliceInput {
+                    id: slice_id.clone(),
+                    width: w,
+                    height: h,
+                    residual: ResidualSource::Reconstruction {
+                        input: x,
+                        reconstruction: recon,
+                    },
+                    mask: &mask,
+                    segmentation: Some(&seg),
+                    rec_err: out.stat(stat::REC_ERR).map(|v| v[k]),
+                    kl,
+                    latent_dim,
+                    elbo: None,
+                    log_likelihood: None,
+                    latent_mean: None,
+                };
+                member_records[m].push(slice_record(&input, &stats_cfg)?);
+            }
+            let input = SliceInput {
+                id: slice_id,
+                width: w,
+                height: h,
+                residual: ResidualSource::Reconstruction {
+                    input: x,
+                    reconstruction: &mean,
+                },
+                mask: &mask,
+                segmentation: Some(&seg),
+                rec_err: None,
+                kl: Some(kl_sum / outs.len() as f64),
+                latent_dim,
+                elbo: None,
+                log_likelihood: None,
+                latent_mean: None,
+            };
+            set.records.push(slice_record(&input, &stats_cfg)?);
+            let residual = postprocess_residual(
+                ResidualSource::Reconstruction {
+                    input: x,
+                    reconstruction: &mean,
+                },
+                &mask,
+                w,
+                h,
+                &post,
+            )?;
+            let scan = c
+                .subjects()
+                .iter()
+                .position(|s| s == id.subject)
+                .unwrap_or(0) as u32;
+            if wanted.contains(&i) {
+                set.examples.push(Example {
+                    label: format!("{} z{}", id.subject, id.index),
+                    input: x.to_vec(),
+                    reconstruction: mean.clone(),
+                    residual: residual.clone(),
+                    lesion: seg.iter().map(|&b| f32::from(u8::from(b))).collect(),
+                });
+            }
+            if keep_maps {
+                set.maps.push((i, residual.clone()));
+            }
+            for p in (0..hw).filter(|&p| mask[p]) {
+                set.scores.push(residual[p]);
+                set.intensity.push(x[p]);
+                set.lesion.push(seg[p]);
+                set.pixel_scan.push(scan);
+            }
+        }
+        bar.inc(n as u64);
+    }
+    if ensemble.len() >= 2 {
+        let members: Vec<&[SliceRecord]> = member_records.iter().map(Vec::as_slice).collect();
+        for kind in [WaicKind::Paper, WaicKind::NegElbo] {
+            let scores = ensemble_waic(&members, kind)?;
+            blindspot_ood::record::insert_scores(
+                &mut set.records,
+                kind.output_statistic(),
+                &scores,
+            )?;
+        }
+    }
+    Ok(set)
+}
+
+/// A test set's transform on one slice (`[h, w]`, row-major as displayed): mirrored columns
+/// (`flip_lr`) or rows (`flip_ud`), or standard Gaussian noise (in z-score units) replacing the
+/// brain (`noise`, seeded per slice).
+fn apply_transform(
+    transform: Transform,
+    [h, w]: [usize; 2],
+    image: &mut [f32],
+    mask: &mut [f32],
+    seg: &mut [u8],
+    seed: u64,
+) {
+    fn flip<T>(v: &mut [T], h: usize, w: usize, rows: bool) {
+        for r in 0..h {
+            if rows {
+                if r < h - 1 - r {
+                    let (a, b) = v.split_at_mut((h - 1 - r) * w);
+                    a[r * w..(r + 1) * w].swap_with_slice(&mut b[..w]);
+                }
+            } else {
+                v[r * w..(r + 1) * w].reverse();
+            }
+        }
+    }
+    match transform {
+        Transform::None | Transform::Blobs => {}
+        Transform::FlipLr | Transform::FlipUd => {
+            let rows = transform == Transform::FlipUd;
+            flip(image, h, w, rows);
+            flip(mask, h, w, rows);
+            flip(seg, h, w, rows);
+        }
+        Transform::Noise => {
+            let mut rng = ChaCha8Rng::seed_from_u64(seed);
+            for (x, &m) in image.iter_mut().zip(mask.iter()) {
+                if m > 0.5 {
+                    // Box-Muller.
+                    let u1: f64 = 1.0 - rand::Rng::random::<f64>(&mut rng);
+                    let u2: f64 = rand::Rng::random::<f64>(&mut rng);
+                    *x = ((-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos()) as f32;
+                }
+            }
+            seg.fill(0);
+        }
+    }
+}
+
+/// An estimate of a rate in [0, 1]; interval ends are clamped to it (a bootstrap of a value
+/// of 1 can end at `1 + 3e-15` from floating-point sums).
+fn estimate(value: f64, ci: Option<blindspot_metrics::ConfidenceInterval>) -> Estimate {
+    match ci {
+        Some(ci) => Estimate::with_ci(value, ci.lower.clamp(0.0, 1.0), ci.upper.clamp(0.0, 1.0)),
+        None => Estimate::point(value),
+    }
+}
+
+/// Pooled pixel counts at `threshold`: (TP, FP, FN, healthy pixels).
+fn counts(scores: &[f32], lesion: &[bool], threshold: f64) -> (u64, u64, u64, u64) {
+    let (mut tp, mut fp, mut fneg, mut healthy) = (0, 0, 0, 0);
+    for (&s, &l) in scores.iter().zip(lesion) {
+        let p = f64::from(s) > threshold;
+        match (p, l) {
+            (true, true) => tp += 1,
+            (true, false) => fp += 1,
+            (false, true) => fneg += 1,
+            _ => {}
+        }
+        healthy += u64::from(!l);
+    }
+    (tp, fp, fneg, healthy)
+}
+
+fn pixel_metrics(
+    method: &str,
+    baseline: bool,
+    scores: &[f32],
+    lesion: &[bool],
+    threshold: f64,
+    curve_points: usize,
+    curves: &mut Curves,
+) -> Result<PixelMetrics> {
+    let (tp, fp, fneg, healthy) = counts(scores, lesion, threshold);
+    let has_lesion = tp + fneg > 0;
+    let mut m = PixelMetrics {
+        method: method.to_owned(),
+        baseline,
+        auroc: None,
+        ap: None,
+        best_dice: None,
+        dice_at_threshold: None,
+        healthy_fpr_at_threshold: (healthy > 0)
+            .then(|| Estimate::point(fp as f64 / healthy as f64)),
+    };
+    if has_lesion && healthy > 0 {
+        let ranked = RankedScores::from_scores(scores, lesion)?;
+        m.auroc = Some(Estimate::point(ranked.auroc()?));
+        m.ap = Some(Estimate::point(ranked.average_precision()?));
+        let best = ranked.best_dice()?;
+        if best.threshold.is_finite() {
+            m.best_dice = Some(BestDice {
+                dice: best.dice,
+                threshold: best.threshold,
+            });
+        }
+        m.dice_at_threshold = Some(Estimate::point(
+            2.0 * tp as f64 / (2 * tp + fp + fneg) as f64,
+        ));
+        let roc = ranked.roc_curve()?;
+        let pts: Vec<[f64; 2]> = roc
+            .fpr
+            .iter()
+            .zip(&roc.tpr)
+            .map(|(&x, &y)| [x, y])
+            .collect();
+        curves.roc.push(Curve::thinned(method, &pts, curve_points));
+        let fvt: Vec<[f64; 2]> = roc
+            .thresholds
+            .iter()
+            .zip(&roc.fpr)
+            .filter(|(t, _)| t.is_finite())
+            .map(|(&t, &f)| [t, f])
+            .collect();
+        curves
+            .fpr_vs_threshold
+            .push(Curve::thinned(method, &fvt, curve_points));
+        let pr = ranked.pr_curve()?;
+        let pts: Vec<[f64; 2]> = pr
+            .recall
+            .iter()
+            .zip(&pr.precision)
+            .map(|(&x, &y)| [x, y])
+            .collect();
+        curves.pr.push(Curve::thinned(method, &pts, curve_points));
+    }
+    Ok(m)
+}
+
+fn calibrate(config: &RunConfig, healthy: &[f32]) -> Result<f64> {
+    match config.threshold.method {
+        ThresholdMethod::Fixed => Ok(config.threshold.value.unwrap_or(0.0)),
+        ThresholdMethod::HealthyFpr => {
+            let v: Vec<f64> = healthy.iter().map(|&s| f64::from(s)).collect();
+            Ok(blindspot_metrics::threshold_for_fpr(&v, config.threshold.target_fpr)?.threshold)
+        }
+    }
+}
+
+fn detection(
+    id: &[SliceRecord],
+    test: &[SliceRecord],
+    statistic: Statistic,
+    mode: OodMode,
+    rule: LesionRule,
+    seed: u64,
+    bootstrap: Option<&BootstrapConfig>,
+) -> Option<Detection> {
+    let negatives = match mode {
+        OodMode::All => IdNegatives::All,
+        _ => IdNegatives::Matched { seed },
+    };
+    let set = detection_set(
+        id,
+        test,
+        &Scorer::Statistic(statistic),
+        mode,
+        rule,
+        negatives,
+    )
+    .ok()?;
+    let m = blindspot_ood::eval::evaluate(&set, bootstrap).ok()?;
+    let iv = m.intervals;
+    Some(Detection {
+        auroc: estimate(m.auroc, iv.map(|i| i.auroc)),
+        auprc: estimate(m.auprc, iv.map(|i| i.auprc)),
+        fpr_at_95_tpr: estimate(m.fpr_at_95_tpr, iv.map(|i| i.fpr_at_95_tpr)),
+    })
+}
+
+fn evaluate_sets(
+    config: &RunConfig,
+    dir: &Path,
+    sets: &mut [SetData],
+    times: Vec<WallTime>,
+) -> Result<(Results, ScoringState)> {
+    let (val, tests) = sets
+        .split_first_mut()
+        .expect("the validation set comes first");
+    // DoSE on the statistics every non-empty slice has, fitted on healthy validation slices.
+    let healthy_val: Vec<SliceRecord> = val
+        .records
+        .iter()
+        .filter(|r| !r.is_empty() && r.lesion_pixels == 0)
+        .cloned()
+        .collect();
+    let dose = Dose::fit(&healthy_val, &DOSE_STATISTICS)?;
+    dose.annotate(&mut val.records)?;
+    for t in tests.iter_mut() {
+        dose.annotate(&mut t.records)?;
+    }
+    let healthy_val_px: Vec<f32> = val
+        .scores
+        .iter()
+        .zip(&val.lesion)
+        .filter(|(_, l)| !**l)
+        .map(|(s, _)| *s)
+        .collect();
+    let threshold = calibrate(config, &healthy_val_px)?;
+    let healthy_val_int: Vec<f32> = val
+        .intensity
+        .iter()
+        .zip(&val.lesion)
+        .filter(|(_, l)| !**l)
+        .map(|(s, _)| *s)
+        .collect();
+    let baseline_threshold = blindspot_metrics::threshold_for_fpr(
+        &healthy_val_int
+            .iter()
+            .map(|&s| f64::from(s))
+            .collect::<Vec<_>>(),
+        config.threshold.target_fpr,
+    )?
+    .threshold;
+
+    let mut results = Results::new(
+        config.name.clone(),
+        config.to_json_value()?,
+        ThresholdInfo {
+            value: threshold,
+            target_fpr: (config.threshold.method == ThresholdMethod::HealthyFpr)
+                .then_some(config.threshold.target_fpr),
+            calibrated_on: format!("healthy pixels of the validation set ({} scans)", val.scans),
+        },
+    );
+    results.wall_times = times;
+    let ev = &config.evaluation;
+    let bootstrap = (ev.bootstrap_resamples > 0).then_some(BootstrapConfig {
+        resamples: ev.bootstrap_resamples,
+        level: ev.confidence,
+        seed: config.seed,
+    });
+    results.bootstrap = bootstrap.as_ref().map(|b| BootstrapInfo {
+        resamples: b.resamples,
+        level: b.level,
+        unit: "scan".into(),
+        seed: b.seed,
+    });
+    results.statistics = ev
+        .statistics
+        .iter()
+        .map(|s| StatisticInfo {
+            name: s.name().to_owned(),
+            label: s.name().to_owned(),
+            prior_knowledge: ev.prior_knowledge.contains(s),
+        })
+        .collect();
+    let [oh, ow] = config.preprocess.slice_size;
+    let rule = LesionRule {
+        min_pixels: u32::try_from(ev.lesional_pixels).unwrap_or(u32::MAX),
+    };
+    let id: Vec<SliceRecord> = tests
+        .iter()
+        .filter(|t| t.role == Some(Role::InDistribution))
+        .flat_map(|t| t.records.iter().cloned())
+        .collect();
+    for t in tests.iter() {
+        let mut curves = Curves::default();
+        let pixel = vec![
+            pixel_metrics(
+                "VAE ensemble",
+                false,
+                &t.scores,
+                &t.lesion,
+                threshold,
+                config.report.curve_points,
+                &mut curves,
+            )?,
+            pixel_metrics(
+                "intensity threshold",
+                true,
+                &t.intensity,
+                &t.lesion,
+                baseline_threshold,
+                config.report.curve_points,
+                &mut curves,
+            )?,
+        ];
+        let ood_set = t.role == Some(Role::OutOfDistribution);
+        let ood = if ood_set {
+            ev.statistics
+                .iter()
+                .map(|&s| OodDetection {
+                    statistic: s.name().to_owned(),
+                    all: detection(
+                        &id,
+                        &t.records,
+                        s,
+                        OodMode::All,
+                        rule,
+                        config.seed,
+                        bootstrap.as_ref(),
+                    ),
+                    lesional: detection(
+                        &id,
+                        &t.records,
+                        s,
+                        OodMode::Lesional,
+                        rule,
+                        config.seed,
+                        bootstrap.as_ref(),
+                    ),
+                    healthy: detection(
+                        &id,
+                        &t.records,
+                        s,
+                        OodMode::Healthy,
+                        rule,
+                        config.seed,
+                        bootstrap.as_ref(),
+                    ),
+                })
+                .collect()
+        } else {
+            Vec::new()
+        };
+        let others: Vec<SliceRecord> = tests
+            .iter()
+            .filter(|o| o.role == Some(Role::InDistribution) && o.name != t.name)
+            .flat_map(|o| o.records.iter().cloned())
+            .collect();
+        let disentangling = ev
+            .statistics
+            .iter()
+            .filter_map(|&s| {
+                let set = disentangling_set(
+                    &others,
+                    &[&t.records],
+                    &Scorer::Statistic(s),
+                    rule,
+                    IdNegatives::Matched { seed: config.seed },
+                )
+                .ok()?;
+                let m = blindspot_ood::eval::evaluate(&set, bootstrap.as_ref()).ok()?;
+                Some(Disentangling {
+                    statistic: s.name().to_owned(),
+                    auroc: estimate(m.auroc, m.intervals.map(|i| i.auroc)),
+                })
+            })
+            .collect();
+        let non_empty = t.records.iter().filter(|r| !r.is_empty());
+        let lesional = non_empty.clone().filter(|r| r.is_lesional(rule)).count();
+        let total = non_empty.count();
+        let slices = if ood_set {
+            SliceCounts {
+                id: 0,
+                healthy_ood: total - lesional,
+                lesional,
+            }
+        } else {
+            SliceCounts {
+                id: total - lesional,
+                healthy_ood: 0,
+                lesional,
+            }
+        };
+        results.test_sets.push(TestSetResult {
+            name: t.name.clone(),
+            role: if ood_set {
+                TestSetRole::OutOfDistribution
+            } else {
+                TestSetRole::InDistribution
+            },
+            scans: t.scans,
+            slices,
+            pixel,
+            ood,
+            disentangling,
+            curves,
+            slice_grids: slice_grid(dir, t, ood_set, threshold, [oh, ow])?
+                .into_iter()
+                .collect(),
+        });
+    }
+    for &s in &ev.statistics {
+        let values: Vec<(String, Vec<f64>)> = tests
+            .iter()
+            .map(|t| {
+                let v = t.records.iter().filter_map(|r| r.get(s).ok()).collect();
+                (t.name.clone(), v)
+            })
+            .collect();
+        let groups: Vec<(&str, &[f64])> = values
+            .iter()
+            .map(|(n, v)| (n.as_str(), v.as_slice()))
+            .collect();
+        results.histograms.push(Histogram::from_values(
+            s.name(),
+            &groups,
+            config.report.histogram_bins,
+        ));
+    }
+    let mut gate = None;
+    if let Some(gate_cfg) = &config.gate {
+        let fitted = Gate::fit_split(&healthy_val, gate_cfg.clone())?;
+        results.gate = Some(run_gate(&fitted, tests, threshold, bootstrap.as_ref())?);
+        gate = Some(fitted);
+    }
+    let scoring = ScoringState {
+        threshold,
+        gate,
+        healthy_validation: healthy_val,
+    };
+    Ok((results, scoring))
+}
+
+/// Draws the set's example slices (input, reconstruction, residual, ground truth, prediction
+/// at the threshold) to `grids/<set>.png`.
+fn slice_grid(
+    dir: &Path,
+    set: &SetData,
+    ood: bool,
+    threshold: f64,
+    [h, w]: [usize; 2],
+) -> Result<Option<SliceGridRef>> {
+    if set.examples.is_empty() {
+        return Ok(None);
+    }
+    let image = |data: &[f32]| GrayImage {
+        width: w,
+        height: h,
+        data: data.to_vec(),
+    };
+    let lesional = set
+        .examples
+        .iter()
+        .any(|e| e.lesion.iter().any(|&v| v > 0.0));
+    let rows = set
+        .examples
+        .iter()
+        .map(|e| GridRow {
+            label: e.label.clone(),
+            panels: vec![
+                image(&e.input),
+                image(&e.reconstruction),
+                image(&e.residual),
+                image(&e.lesion),
+                image(
+                    &e.residual
+                        .iter()
+                        .map(|&r| f32::from(u8::from(f64::from(r) > threshold)))
+                        .collect::<Vec<_>>(),
+                ),
+            ],
+        })
+        .collect();
+    let grid = SliceGrid {
+        title: set.name.clone(),
+        columns: [
+            "input",
+            "reconstruction",
+            "residual",
+            "ground truth",
+            "prediction",
+        ]
+        .map(String::from)
+        .to_vec(),
+        rows,
+        display_ranges: vec![None, None, None, Some([0.0, 1.0]), Some([0.0, 1.0])],
+    };
+    let rel = format!("grids/{}.png", blindspot_report::slug(&set.name));
+    create_dir(&dir.join("grids"))?;
+    write_slice_grid(&grid, &dir.join(&rel))?;
+    let kind = if lesional {
+        GridKind::Lesional
+    } else if ood {
+        GridKind::OutOfDistribution
+    } else {
+        GridKind::InDistribution
+    };
+    Ok(Some(SliceGridRef {
+        kind,
+        path: rel,
+        caption: format!(
+            "{}: input, ensemble-mean reconstruction, post-processed residual, ground truth, \
+             residual above the threshold {threshold:.3}",
+            set.name
+        ),
+    }))
+}
+
+fn run_gate(
+    gate: &Gate,
+    tests: &[SetData],
+    threshold: f64,
+    bootstrap: Option<&BootstrapConfig>,
+) -> Result<GateResult> {
+    let mut per_set = Vec::new();
+    let mut outcomes = Vec::new();
+    let (mut dice_acc, mut dice_all) = (Vec::new(), Vec::new());
+    let (mut rejected, mut scans) = (0usize, 0usize);
+    for t in tests {
+        let verdicts = gate.decide_all(&t.records)?;
+        // Pixel counts per scan at the calibrated threshold.
+        let mut per_scan: BTreeMap<&str, (u64, u64, u64)> = BTreeMap::new();
+        for ((&s, &l), &scan) in t.scores.iter().zip(&t.lesion).zip(&t.pixel_scan) {
+            let e = per_scan
+                .entry(t.subjects[scan as usize].as_str())
+                .or_default();
+            let p = f64::from(s) > threshold;
+            match (p, l) {
+                (true, true) => e.0 += 1,
+                (true, false) => e.1 += 1,
+                (false, true) => e.2 += 1,
+                _ => {}
+            }
+        }
+        let mut row = GateSetResult {
+            test_set: t.name.clone(),
+            scans: verdicts.len(),
+            in_distribution: 0,
+            lesion_suspected: 0,
+            rejected: 0,
+        };
+        for v in &verdicts {
+            match v.decision {
+                Decision::InDistribution => row.in_distribution += 1,
+                Decision::LesionSuspected => row.lesion_suspected += 1,
+                Decision::OutOfDistribution => row.rejected += 1,
+            }
+            let (tp, fp, fneg) = per_scan
+                .get(v.scan.volume.as_str())
+                .copied()
+                .unwrap_or_default();
+            let outcome = ScanOutcome {
+                scan: v.scan.clone(),
+                gate_score: if v.shift_score.is_finite() {
+                    v.shift_score
+                } else {
+                    f64::MAX
+                },
+                true_positives: tp,
+                false_positives: fp,
+                false_negatives: fneg,
+            };
+            // The Dice means cover lesional scans (a healthy scan has no lesion to find).
+            if tp + fneg > 0 {
+                dice_all.push(outcome.dice());
+                if v.decision.reports_lesion_map() {
+                    dice_acc.push(outcome.dice());
+                }
+            }
+            outcomes.push(outcome);
+        }
+        rejected += row.rejected;
+        scans += row.scans;
+        per_set.push(row);
+    }
+    let mean = |v: &[f64]| {
+        (!v.is_empty()).then(|| Estimate::point(v.iter().sum::<f64>() / v.len() as f64))
+    };
+    let rc = risk_coverage(&outcomes)?;
+    let aurc_ci = match bootstrap {
+        Some(b) => blindspot_ood::eval::bootstrap_aurc(&outcomes, b).ok(),
+        None => None,
+    };
+    Ok(GateResult {
+        per_set,
+        fraction_rejected: if scans == 0 {
+            0.0
+        } else {
+            rejected as f64 / scans as f64
+        },
+        dice_accepted: mean(&dice_acc),
+        dice_all: mean(&dice_all),
+        risk_coverage: rc
+            .points
+            .iter()
+            .map(|p| [p.coverage, 1.0 - p.mean_dice])
+            .collect(),
+        aurc: Some(estimate(rc.aurc, aurc_ci)),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shards_parse_and_partition_items() {
+        let s: Shard = "1/3".parse().unwrap();
+        assert_eq!(s, Shard { index: 1, count: 3 });
+        let owned: Vec<usize> = (0..7).filter(|&i| s.owns(i)).collect();
+        assert_eq!(owned, [1, 4]);
+        assert!((0..5).all(|i| Shard::ALL.owns(i)));
+        for bad in ["3/3", "0/0", "1", "a/2", "-1/2", ""] {
+            let err = bad.parse::<Shard>().unwrap_err();
+            assert!(err.is_config(), "{bad}");
+            assert!(err.to_string().contains("--shard"), "{err}");
+        }
+    }
+
+    #[test]
+    fn transforms_mirror_all_three_buffers_and_noise_stays_in_the_brain() {
+        // 3 rows x 2 columns.
+        let base = || {
+            (
+                vec![1.0f32, 2.0, 3.0, 4.0, 5.0, 6.0],
+                vec![1.0f32, 0.0, 1.0, 1.0, 0.0, 0.0],
+                vec![1u8, 0, 0, 0, 0, 0],
+            )
+        };
+        let (mut x, mut m, mut s) = base();
+        apply_transform(Transform::FlipUd, [3, 2], &mut x, &mut m, &mut s, 0);
+        assert_eq!(x, [5.0, 6.0, 3.0, 4.0, 1.0, 2.0]);
+        assert_eq!(m, [0.0, 0.0, 1.0, 1.0, 1.0, 0.0]);
+        assert_eq!(s, [0, 0, 0, 0, 1, 0]);
+        let (mut x, mut m, mut s) = base();
+        apply_transform(Transform::FlipLr, [3, 2], &mut x, &mut m, &mut s, 0);
+        assert_eq!(x, [2.0, 1.0, 4.0, 3.0, 6.0, 5.0]);
+        assert_eq!(s, [0, 1, 0, 0, 0, 0]);
+        let (mut x, mut m, mut s) = base();
+        apply_transform(Transform::Noise, [3, 2], &mut x, &mut m, &mut s, 9);
+        assert_eq!([x[1], x[4], x[5]], [2.0, 5.0, 6.0], "background untouched");
+        assert!([x[0], x[2], x[3]].iter().all(|v| v.is_finite()));
+        assert_ne!([x[0], x[2], x[3]], [1.0, 3.0, 4.0]);
+        assert!(s.iter().all(|&v| v == 0));
+        let (mut y, mut m2, mut s2) = base();
+        apply_transform(Transform::Noise, [3, 2], &mut y, &mut m2, &mut s2, 9);
+        assert_eq!(x, y, "seeded");
+    }
+
+    #[test]
+    fn pooled_pixel_counts_at_a_threshold() {
+        let scores = [0.1, 0.9, 0.6, 0.2, 0.7];
+        let lesion = [false, true, true, true, false];
+        // > 0.5: TP = 2 (0.9, 0.6), FP = 1 (0.7), FN = 1 (0.2), healthy = 2.
+        assert_eq!(counts(&scores, &lesion, 0.5), (2, 1, 1, 2));
+        let mut curves = Curves::default();
+        let m = pixel_metrics("m", false, &scores, &lesion, 0.5, 50, &mut curves).unwrap();
+        assert_eq!(m.dice_at_threshold.unwrap().value, 4.0 / 6.0);
+        assert_eq!(m.healthy_fpr_at_threshold.unwrap().value, 0.5);
+        // Lesion scores 0.9, 0.6, 0.2 vs healthy 0.1, 0.7: 4 of 6 pairs ordered.
+        assert!((m.auroc.unwrap().value - 4.0 / 6.0).abs() < 1e-12);
+        assert_eq!(curves.roc.len(), 1);
+        // Without lesions only the FPR is defined.
+        let m = pixel_metrics("m", false, &scores, &[false; 5], 0.5, 50, &mut curves).unwrap();
+        assert!(m.auroc.is_none() && m.dice_at_threshold.is_none());
+        assert_eq!(m.healthy_fpr_at_threshold.unwrap().value, 3.0 / 5.0);
+    }
+}

@@ -1,0 +1,376 @@
+//! End-to-end: `blindspot run` on a tiny phantom (8 mm voxels, 32x32 slices, 3 training steps,
+//! 2 ensemble members) through the real binary; every output must exist, parse and hold
+//! finite numbers. Then `blindspot score` on a phantom scan and (with `BLINDSPOT_REAL_DATA`)
+//! on a real LAS-oriented scan: the map must sit on the input's grid and affine. Also the exit
+//! codes and messages of a bad config.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+
+use blindspot_report::{GridKind, TestSetRole, load_results};
+use blindspot_runner::config::RunConfig;
+
+const TINY: &str = r#"
+name = "tiny"
+seed = 3
+
+[data]
+train = { synth_set = "train" }
+validation = { synth_set = "val" }
+
+[[data.test]]
+name = "ID healthy"
+role = "in_distribution"
+synth_set = "id_healthy"
+
+[[data.test]]
+name = "ID lesional"
+role = "in_distribution"
+synth_set = "id_lesion"
+
+[[data.test]]
+name = "T1 lesional"
+role = "out_of_distribution"
+synth_set = "t1_lesion"
+
+[[data.test]]
+name = "noise"
+role = "out_of_distribution"
+synth_set = "noise"
+
+[[data.test]]
+name = "flipped"
+role = "out_of_distribution"
+synth_set = "id_healthy"
+transform = "flip_ud"
+
+[synth]
+seed = 5
+dims = [22, 26, 16]
+spacing = [8.0, 8.0, 8.0]
+
+[[synth.sets]]
+name = "train"
+split = "train"
+count = 3
+
+[[synth.sets]]
+name = "val"
+split = "val"
+count = 8
+
+[[synth.sets]]
+name = "id_healthy"
+count = 2
+
+[[synth.sets]]
+name = "id_lesion"
+count = 2
+lesions = ["tumour"]
+
+[[synth.sets]]
+name = "t1_lesion"
+count = 2
+contrast = "t1"
+lesions = ["tumour"]
+
+[[synth.sets]]
+name = "noise"
+count = 2
+ood = "noise"
+
+[preprocess]
+slice_size = [32, 32]
+
+[model]
+width = 0.25
+latent_dim = 8
+beta = { kind = "monotonic", start = 0.0, end = 1.0, steps = 3 }
+
+[train]
+learning_rate = 1e-3
+batch_size = 8
+duration = { steps = 3 }
+checkpoint_every = 0
+keep_checkpoints = 1
+progress = false
+
+[ensemble]
+members = 2
+
+[evaluation]
+statistics = ["rec_err", "kl", "coded_elbo", "neg_elbo", "waic", "waic_neg_elbo", "dose", "dose_density_sum", "entropy", "entropy_clean"]
+bootstrap_resamples = 0
+lesional_pixels = 5
+
+[gate]
+alpha = 0.2
+lesion_alpha = 0.2
+fit_fraction = 0.5
+seed = 1
+shift = [{ statistic = "rec_err", aggregation = { kind = "quantile", q = 0.25 }, side = "high" }]
+lesion = [{ statistic = "rec_err", aggregation = { kind = "max" }, side = "high" }]
+"#;
+
+fn blindspot() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_blindspot"))
+}
+
+fn non_empty(path: &Path) {
+    let len = std::fs::metadata(path)
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+        .len();
+    assert!(len > 0, "{} is empty", path.display());
+}
+
+/// The tiny run, done once for all tests of this file.
+fn tiny_run() -> &'static Path {
+    static RUN: OnceLock<(tempfile::TempDir, PathBuf)> = OnceLock::new();
+    &RUN.get_or_init(|| {
+        let tmp = tempfile::tempdir().unwrap();
+        let config = tmp.path().join("tiny.toml");
+        std::fs::write(&config, TINY).unwrap();
+        let out = tmp.path().join("run");
+        let status = blindspot()
+            .args([
+                "run",
+                config.to_str().unwrap(),
+                "--out",
+                out.to_str().unwrap(),
+            ])
+            .status()
+            .unwrap();
+        assert!(status.success(), "blindspot run failed: {status}");
+        (tmp, out)
+    })
+    .1
+}
+
+/// Scores `scan` with the tiny run and checks the map against the input.
+fn check_score(scan: &Path, out: &Path) {
+    let status = blindspot()
+        .args(["score", "--run"])
+        .arg(tiny_run())
+        .arg("--out")
+        .arg(out)
+        .arg(scan)
+        .status()
+        .unwrap();
+    assert!(status.success(), "blindspot score failed: {status}");
+    let name = scan
+        .file_name()
+        .unwrap()
+        .to_string_lossy()
+        .replace(".nii.gz", "");
+    let input = blindspot_io::read_volume(scan).unwrap();
+    let map = blindspot_io::read_volume(&out.join(format!("{name}.anomaly.nii.gz"))).unwrap();
+    assert_eq!(map.dims, input.dims);
+    for (a, b) in map
+        .affine
+        .iter()
+        .flatten()
+        .zip(input.affine.iter().flatten())
+    {
+        assert!(
+            (a - b).abs() < 1e-4,
+            "map affine {:?} vs input {:?}",
+            map.affine,
+            input.affine
+        );
+    }
+    assert!(map.data.iter().all(|v| v.is_finite() && *v >= 0.0));
+    assert!(map.data.iter().any(|v| *v > 0.0), "an all-zero anomaly map");
+    // Almost nothing is scored outside the head: background voxels of the input stay 0.
+    let outside = map
+        .data
+        .iter()
+        .zip(&input.data)
+        .filter(|(m, x)| **x == 0.0 && **m > 0.0)
+        .count();
+    let background = input.data.iter().filter(|x| **x == 0.0).count();
+    assert!(
+        outside * 4 < background.max(1),
+        "{outside} of {background} background voxels scored"
+    );
+    let verdict: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join(format!("{name}.verdict.json"))).unwrap())
+            .unwrap();
+    assert!(verdict["decision"].is_string(), "{verdict}");
+}
+
+#[test]
+fn score_maps_a_phantom_scan_back_onto_its_grid() {
+    let run = tiny_run();
+    let scan = run
+        .join("data/images")
+        .read_dir()
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.to_string_lossy().contains("id_lesion"))
+        .expect("a lesional phantom scan");
+    check_score(&scan, &run.join("scores-phantom"));
+}
+
+#[test]
+fn score_maps_a_real_las_scan_back_onto_its_grid() {
+    let Some(root) = std::env::var_os("BLINDSPOT_REAL_DATA") else {
+        eprintln!("BLINDSPOT_REAL_DATA is not set: skipping the real-scan scoring check");
+        return;
+    };
+    let scan = Path::new(&root).join("arc_stroke/M2208_T2w_norm.nii.gz");
+    assert!(
+        scan.is_file(),
+        "{} is missing from BLINDSPOT_REAL_DATA",
+        scan.display()
+    );
+    check_score(&scan, &tiny_run().join("scores-real"));
+}
+
+#[test]
+fn run_writes_every_output_with_finite_numbers() {
+    let out = tiny_run();
+    // The resolved config parses back to the same run.
+    let resolved = RunConfig::load(&out.join("config.resolved.toml")).unwrap();
+    assert_eq!(resolved, RunConfig::from_toml_str(TINY).unwrap());
+    assert!(out.join("model/scoring.json").is_file());
+    assert!(out.join("model/scoring.json").is_file());
+
+    // results.json validates on load (every number finite, rates in [0, 1]).
+    let results = load_results(&out.join("results.json")).unwrap();
+    assert_eq!(results.experiment, "tiny");
+    assert_eq!(results.test_sets.len(), 5);
+    assert!(results.threshold.value.is_finite());
+    assert_eq!(results.threshold.target_fpr, Some(0.05));
+    assert!(results.wall_times.iter().any(|w| w.step == "train"));
+    assert_eq!(results.statistics.len(), 10);
+    assert_eq!(results.histograms.len(), 10);
+    for t in &results.test_sets {
+        assert!(t.scans == 2, "{}: {} scans", t.name, t.scans);
+        let model = &t.pixel[0];
+        let baseline = &t.pixel[1];
+        assert!(!model.baseline && baseline.baseline);
+        let fpr = model.healthy_fpr_at_threshold.as_ref().unwrap().value;
+        assert!((0.0..=1.0).contains(&fpr));
+        match t.role {
+            TestSetRole::OutOfDistribution => {
+                assert_eq!(t.ood.len(), 10, "{}", t.name);
+                let rec = t.ood.iter().find(|o| o.statistic == "rec_err").unwrap();
+                let all = rec.all.as_ref().expect("rec_err detects in mode all");
+                assert!((0.0..=1.0).contains(&all.auroc.value));
+                // WAIC exists with two members.
+                let waic = t.ood.iter().find(|o| o.statistic == "waic").unwrap();
+                assert!(waic.all.is_some());
+            }
+            TestSetRole::InDistribution => assert!(t.ood.is_empty()),
+        }
+        // One slice grid per set, of the right kind, written as a PNG.
+        assert_eq!(t.slice_grids.len(), 1, "{}", t.name);
+        let grid = &t.slice_grids[0];
+        let expected = if t.name.contains("lesional") {
+            GridKind::Lesional
+        } else if t.role == TestSetRole::OutOfDistribution {
+            GridKind::OutOfDistribution
+        } else {
+            GridKind::InDistribution
+        };
+        assert_eq!(grid.kind, expected, "{}", t.name);
+        let png = std::fs::read(out.join(&grid.path)).unwrap();
+        assert_eq!(&png[1..4], b"PNG", "{}", grid.path);
+    }
+    let lesional = results
+        .test_sets
+        .iter()
+        .find(|t| t.name == "ID lesional")
+        .unwrap();
+    assert!(lesional.slices.lesional > 0);
+    let dice = lesional.pixel[0].dice_at_threshold.as_ref().unwrap().value;
+    assert!((0.0..=1.0).contains(&dice));
+    assert!(lesional.pixel[0].auroc.is_some() && lesional.pixel[1].auroc.is_some());
+    let gate = results.gate.as_ref().expect("the gate ran");
+    assert_eq!(gate.per_set.len(), 5);
+    assert_eq!(gate.per_set.iter().map(|s| s.scans).sum::<usize>(), 10);
+    assert!((0.0..=1.0).contains(&gate.fraction_rejected));
+    assert!(!gate.risk_coverage.is_empty());
+
+    for f in [
+        "report.md",
+        "report.html",
+        "config.resolved.toml",
+        "data/manifest.csv",
+    ] {
+        non_empty(&out.join(f));
+    }
+    for m in 0..2 {
+        assert!(out.join(format!("model/member-{m}")).is_dir());
+    }
+    let tables: Vec<_> = std::fs::read_dir(out.join("tables"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert!(!tables.is_empty());
+    tables.iter().for_each(|p| non_empty(p));
+}
+
+#[test]
+fn bad_config_exits_2_and_names_the_key() {
+    let tmp = tempfile::tempdir().unwrap();
+    let config = tmp.path().join("bad.toml");
+    std::fs::write(&config, TINY.replace("members = 2", "members = 0")).unwrap();
+    let out = blindspot()
+        .args(["run", config.to_str().unwrap(), "--out"])
+        .arg(tmp.path().join("run"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.starts_with("error: ") && err.contains("ensemble.members"),
+        "{err}"
+    );
+    assert!(!tmp.path().join("run").exists());
+
+    let missing = blindspot()
+        .args(["run", "/nonexistent/x.toml"])
+        .output()
+        .unwrap();
+    assert_eq!(missing.status.code(), Some(2));
+}
+
+#[test]
+fn separate_sharded_steps_merge_into_the_same_results_as_run() {
+    let tmp = tempfile::tempdir().unwrap();
+    let config = tmp.path().join("tiny.toml");
+    std::fs::write(&config, TINY).unwrap();
+    let out = tmp.path().join("staged");
+    let step = |args: &[&str]| {
+        let status = blindspot()
+            .args(args)
+            .arg(&config)
+            .arg("--out")
+            .arg(&out)
+            .status()
+            .unwrap();
+        assert!(status.success(), "blindspot {args:?} failed: {status}");
+    };
+    step(&["synth"]);
+    step(&["prepare", "--shard", "1/2"]);
+    step(&["prepare", "--shard", "0/2"]);
+    step(&["train", "--shard", "1/2"]);
+    assert!(!out.join("model/member-0").exists());
+    assert!(out.join("model/member-1").is_dir());
+    step(&["train", "--shard", "0/2"]);
+    step(&["evaluate"]);
+    let staged = load_results(&out.join("results.json")).unwrap();
+    let whole = load_results(&tiny_run().join("results.json")).unwrap();
+    assert_eq!(staged.test_sets, whole.test_sets);
+    assert_eq!(staged.gate, whole.gate);
+    assert_eq!(staged.threshold.value, whole.threshold.value);
+
+    let bad = blindspot()
+        .args(["train", "--shard", "2/2"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    assert_eq!(bad.status.code(), Some(2));
+}
