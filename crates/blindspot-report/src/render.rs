@@ -454,20 +454,7 @@ fn document(r: &Results, plots: &[Plot]) -> Vec<Block> {
         ]
         .map(String::from)
         .to_vec(),
-        rows: r
-            .test_sets
-            .iter()
-            .map(|t| {
-                vec![
-                    t.name.clone(),
-                    role(t.role).into(),
-                    t.scans.to_string(),
-                    t.slices.id.to_string(),
-                    t.slices.healthy_ood.to_string(),
-                    t.slices.lesional.to_string(),
-                ]
-            })
-            .collect(),
+        rows: test_set_rows(r),
     });
 
     let section_plots = |d: &mut Vec<Block>, section| {
@@ -792,20 +779,7 @@ fn write_tables(r: &Results, dir: &Path) -> Result<Vec<String>> {
         Ok(())
     };
 
-    let rows: Vec<Vec<String>> = r
-        .test_sets
-        .iter()
-        .map(|t| {
-            vec![
-                t.name.clone(),
-                role(t.role).into(),
-                t.scans.to_string(),
-                t.slices.id.to_string(),
-                t.slices.healthy_ood.to_string(),
-                t.slices.lesional.to_string(),
-            ]
-        })
-        .collect();
+    let rows = test_set_rows(r);
     put(
         "test_sets.csv",
         csv(
@@ -955,6 +929,24 @@ fn write_tables(r: &Results, dir: &Path) -> Result<Vec<String>> {
         .collect();
     put("wall_times.csv", csv(&["step", "seconds"], &rows))?;
     Ok(written)
+}
+
+/// One row per test set for the report's table and `test_sets.csv`: name, role, scans and the
+/// slice counts (ID, healthy OOD, lesional).
+fn test_set_rows(r: &Results) -> Vec<Vec<String>> {
+    r.test_sets
+        .iter()
+        .map(|t| {
+            vec![
+                t.name.clone(),
+                role(t.role).into(),
+                t.scans.to_string(),
+                t.slices.id.to_string(),
+                t.slices.healthy_ood.to_string(),
+                t.slices.lesional.to_string(),
+            ]
+        })
+        .collect()
 }
 
 #[cfg(test)]
