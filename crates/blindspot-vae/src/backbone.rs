@@ -4,11 +4,12 @@
 use burn::config::Config;
 use burn::module::Module;
 use burn::nn::conv::{Conv2d, Conv2dConfig, ConvTranspose2d, ConvTranspose2dConfig};
-use burn::nn::{BatchNorm, BatchNormConfig, LeakyRelu, LeakyReluConfig, PaddingConfig2d};
+use burn::nn::{LeakyRelu, LeakyReluConfig, PaddingConfig2d};
 use burn::tensor::Tensor;
 use burn::tensor::backend::Backend;
 
 use crate::error::{VaeError, invalid};
+use crate::norm::{BatchNorm2d, BatchNorm2dConfig};
 
 /// Channels of the bottleneck feature map (fixed by the architecture).
 pub const BOTTLENECK_CHANNELS: usize = 16;
@@ -94,7 +95,7 @@ impl BackboneConfig {
 #[derive(Module, Debug)]
 pub struct ConvBlock<B: Backend> {
     conv: Conv2d<B>,
-    norm: BatchNorm<B>,
+    norm: BatchNorm2d<B>,
     act: LeakyRelu,
 }
 
@@ -105,7 +106,7 @@ impl<B: Backend> ConvBlock<B> {
                 .with_stride([2, 2])
                 .with_padding(PaddingConfig2d::Explicit(2, 2, 2, 2))
                 .init(device),
-            norm: BatchNormConfig::new(cout).init(device),
+            norm: BatchNorm2dConfig::new(cout).init(device),
             act: LeakyReluConfig::new().with_negative_slope(0.01).init(),
         }
     }
@@ -113,7 +114,7 @@ impl<B: Backend> ConvBlock<B> {
     fn pointwise(cin: usize, cout: usize, device: &B::Device) -> Self {
         Self {
             conv: Conv2dConfig::new([cin, cout], [1, 1]).init(device),
-            norm: BatchNormConfig::new(cout).init(device),
+            norm: BatchNorm2dConfig::new(cout).init(device),
             act: LeakyReluConfig::new().with_negative_slope(0.01).init(),
         }
     }
@@ -129,7 +130,7 @@ impl<B: Backend> ConvBlock<B> {
 #[derive(Module, Debug)]
 pub struct UpBlock<B: Backend> {
     conv: ConvTranspose2d<B>,
-    norm: BatchNorm<B>,
+    norm: BatchNorm2d<B>,
     act: LeakyRelu,
 }
 
@@ -141,7 +142,7 @@ impl<B: Backend> UpBlock<B> {
                 .with_padding([2, 2])
                 .with_padding_out([1, 1])
                 .init(device),
-            norm: BatchNormConfig::new(cout).init(device),
+            norm: BatchNorm2dConfig::new(cout).init(device),
             act: LeakyReluConfig::new().with_negative_slope(0.01).init(),
         }
     }

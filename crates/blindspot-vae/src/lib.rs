@@ -13,9 +13,11 @@
 mod backbone;
 mod beta;
 mod error;
+mod norm;
 mod vae;
 
 pub use backbone::{BOTTLENECK_CHANNELS, BackboneConfig, ConvBlock, Decoder, Encoder, UpBlock};
 pub use beta::BetaSchedule;
 pub use error::VaeError;
+pub use norm::{BatchNorm2d, BatchNorm2dConfig};
 pub use vae::{Vae, VaeConfig, VaeOutput};
