@@ -2,7 +2,7 @@
 //!
 //! ```text
 //! <out>/images/<subject>.nii.gz        float32 image
-//! <out>/brain_masks/<subject>.nii.gz   uint8 0/1
+//! <out>/brain_masks/<subject>.nii.gz   uint8 0/1 (the head for `skull` subjects: Subject::shipped_mask)
 //! <out>/lesion_masks/<subject>.nii.gz  uint8 0/1 (empty when healthy)
 //! <out>/manifest.csv                   one row per subject (see MANIFEST_HEADER)
 //! <out>/layout.toml                    the blindspot-io generic layout of this folder
@@ -126,7 +126,7 @@ pub fn write_dataset(config: &SynthConfig, out: &Path) -> Result<DatasetSummary>
             let file = format!("{}.nii.gz", spec.id);
             let paths = dirs.clone().map(|d| d.join(&file));
             blindspot_io::write_f32(&paths[0], &s.image)?;
-            blindspot_io::write_u8(&paths[1], &s.brain_mask)?;
+            blindspot_io::write_u8(&paths[1], &s.shipped_mask(spec.ood))?;
             blindspot_io::write_u8(&paths[2], &s.lesion_mask)?;
             let mut bytes = 0;
             for p in &paths {

@@ -48,6 +48,31 @@ pub struct Subject {
     pub lesion_ml: f64,
 }
 
+impl Subject {
+    /// The mask a dataset folder ships with this subject: the brain mask, except for a scan
+    /// that was not skull-stripped (`skull`), which comes with its head (every voxel that is not
+    /// background), the foreground a user has before brain extraction. Shipping the true brain
+    /// mask there would let preprocessing (z-score inside the mask, background outside) strip
+    /// the skull again and turn the set back into an in-distribution scan.
+    pub fn shipped_mask(&self, ood: OodTransform) -> Volume<u8> {
+        if ood != OodTransform::Skull {
+            return self.brain_mask.clone();
+        }
+        let background = Tissue::Background as u8;
+        let data = self
+            .tissue
+            .data
+            .iter()
+            .zip(&self.brain_mask.data)
+            .map(|(&t, &b)| u8::from(t != background || b != 0))
+            .collect();
+        Volume {
+            data,
+            ..self.brain_mask.clone()
+        }
+    }
+}
+
 /// The RAS+ affine of a volume of `dims` voxels of `spacing` mm centred on the origin.
 pub fn ras_affine(dims: [usize; 3], spacing: [f64; 3]) -> blindspot_io::Affine {
     let mut a = [[0.0; 4]; 4];

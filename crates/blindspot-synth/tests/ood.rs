@@ -153,6 +153,26 @@ fn flips_mirror_the_anatomy() {
     );
 }
 
+/// A scan that was not skull-stripped ships with its head as mask (so preprocessing keeps the
+/// skull); every other scan ships with its brain mask.
+#[test]
+fn skull_scans_ship_the_head_as_mask() {
+    let s = gen_small(5, "A", Contrast::T2, LesionKind::None, OodTransform::Skull);
+    let shipped = s.shipped_mask(OodTransform::Skull);
+    let is = |i: usize, t: Tissue| s.tissue.data[i] == t as u8;
+    for i in 0..shipped.data.len() {
+        if s.brain_mask.data[i] != 0 || is(i, Tissue::Scalp) || is(i, Tissue::Bone) {
+            assert_eq!(shipped.data[i], 1, "voxel {i} (brain, scalp or bone) is in the head mask");
+        }
+        if is(i, Tissue::Background) && s.brain_mask.data[i] == 0 {
+            assert_eq!(shipped.data[i], 0, "background voxel {i} is outside the head mask");
+        }
+    }
+    assert!(count(&shipped.data) > count(&s.brain_mask.data) * 5 / 4);
+    let a = base(5);
+    assert_eq!(a.shipped_mask(OodTransform::None).data, a.brain_mask.data);
+}
+
 #[test]
 fn skull_adds_a_ring_outside_the_brain_mask() {
     let a = base(5);
