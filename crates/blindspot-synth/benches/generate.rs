@@ -46,7 +46,7 @@ fn bench_generate(c: &mut Criterion) {
     ];
     for (dims, spacing) in [
         ([128, 128, 64], [1.6, 1.6, 2.0]),
-        ([96, 112, 64], [2.0, 2.0, 2.0]),
+        ([96, 120, 64], [2.0, 2.0, 2.0]),
     ] {
         let mut config = SynthConfig::quickstart();
         config.dims = dims;

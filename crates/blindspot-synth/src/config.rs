@@ -3,7 +3,7 @@
 //! ```toml
 //! [synth]
 //! seed = 42
-//! dims = [96, 112, 64]
+//! dims = [96, 120, 64]
 //! spacing = [2.0, 2.0, 2.0]
 //!
 //! [[synth.sets]]
@@ -280,7 +280,7 @@ pub struct SynthConfig {
     /// Default 42.
     #[serde(default = "default_seed")]
     pub seed: u64,
-    /// Volume size in voxels `[x, y, z]`, each 16..=512. Default `[96, 112, 64]`.
+    /// Volume size in voxels `[x, y, z]`, each 16..=512. Default `[96, 120, 64]`.
     #[serde(default = "default_dims")]
     pub dims: [usize; 3],
     /// Voxel size in mm, each in [0.5, 8]. The field of view `dims * spacing` must hold a
@@ -562,7 +562,7 @@ fn default_seed() -> u64 {
     42
 }
 fn default_dims() -> [usize; 3] {
-    [96, 112, 64]
+    [96, 120, 64]
 }
 fn default_spacing() -> [f64; 3] {
     [2.0, 2.0, 2.0]
