@@ -53,7 +53,8 @@
 //! the three modes, disentangling, gate, risk-coverage, wall times) and `plots/*.png` (healthy
 //! FPR against threshold, ROC and PR per test set, score histograms, risk-coverage). The four
 //! [`findings`] of the quickstart open the report. Slice grids are drawn by the run with
-//! [`write_slice_grid`] and referenced from the results. Every file is written atomically
+//! [`write_slice_grid_with`] (per-column display windows and colormaps; the paper's layout is
+//! [`SliceGrid::paper_styles`]) and referenced from the results. Every file is written atomically
 //! ([`write_atomic`]).
 
 pub mod error;
@@ -66,6 +67,9 @@ pub mod schema;
 pub use error::{ReportError, Result};
 pub use findings::{Finding, findings};
 pub use io::{load_results, save_results, write_atomic};
-pub use plot::{GrayImage, GridRow, SliceGrid, write_slice_grid};
+pub use plot::{
+    Colormap, ColumnStyle, GrayImage, GridRow, SliceGrid, Window, write_slice_grid,
+    write_slice_grid_with,
+};
 pub use render::{RESULTS_FILE, ReportFiles, rebuild_report, render_report, slug};
 pub use schema::*;

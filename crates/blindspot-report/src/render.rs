@@ -10,7 +10,7 @@ use crate::error::{ReportError, Result};
 use crate::findings::{est, est_pct, findings, pct};
 use crate::io::{base64, load_results, write_atomic};
 use crate::plot::{Axes, RefLine, histogram_plot, line_plot, padded_range};
-use crate::schema::{Curve, Detection, Results, TestSetRole};
+use crate::schema::{Curve, Detection, GridKind, Results, TestSetRole};
 
 /// File name of the results inside a run directory.
 pub const RESULTS_FILE: &str = "results.json";
@@ -149,6 +149,27 @@ fn write_plots(r: &Results, dir: &Path) -> Result<Vec<Plot>> {
         })
         .collect();
     if !fpr_curves.is_empty() {
+        // the threshold axis ends where every curve has fallen to a fifth of the target FPR
+        // (0.5 % without a target): beyond it the curves are flat at zero
+        let floor = r.threshold.target_fpr.map_or(0.005, |t| t / 5.0);
+        let x_end = fpr_curves
+            .iter()
+            .filter_map(|c| {
+                // FPR falls with the threshold: the points at or below the floor are a tail
+                c.points
+                    .iter()
+                    .filter(|p| p[1] <= floor)
+                    .map(|p| p[0])
+                    .reduce(f64::min)
+            })
+            .fold(r.threshold.value, f64::max);
+        let fpr_curves: Vec<Curve> = fpr_curves
+            .into_iter()
+            .map(|c| Curve {
+                label: c.label,
+                points: c.points.into_iter().filter(|p| p[0] <= x_end).collect(),
+            })
+            .collect();
         let xs = padded_range(
             fpr_curves
                 .iter()
@@ -183,7 +204,18 @@ fn write_plots(r: &Results, dir: &Path) -> Result<Vec<Plot>> {
             legend: SeriesLabelPosition::UpperRight,
         };
         line_plot(&dir.join(&rel), &axes, &fpr_curves, &refs)?;
-        add(rel, "Healthy-pixel FPR of each test set against the threshold; the dashed lines mark the calibrated threshold and its target FPR.".into(), PlotSection::BlindSpot);
+        let method = r
+            .test_sets
+            .iter()
+            .find_map(|t| t.curves.fpr_vs_threshold.first())
+            .map_or_else(String::new, |c| format!(" of {}", c.label));
+        add(
+            rel,
+            format!(
+                "Healthy-pixel false-positive rate{method} on each test set against the pixel threshold; the dashed lines mark the calibrated threshold and its target FPR. A curve passing above their crossing flags that set's healthy pixels as lesion more often than the calibration promised."
+            ),
+            PlotSection::BlindSpot,
+        );
     }
 
     // distinct names can share a slug (`T1`, `t1`): number the later ones
@@ -200,6 +232,26 @@ fn write_plots(r: &Results, dir: &Path) -> Result<Vec<Plot>> {
     };
     for t in &r.test_sets {
         let s = unique(&t.name);
+        // "method (AUROC 0.872)": the curve's area from the pixel table, when it is there
+        let with_area =
+            |curves: &[Curve],
+             name: &str,
+             get: fn(&crate::schema::PixelMetrics) -> Option<crate::schema::Estimate>|
+             -> Vec<Curve> {
+                curves
+                    .iter()
+                    .map(|c| {
+                        let area = t.pixel.iter().find(|p| p.method == c.label).and_then(get);
+                        Curve {
+                            label: area.map_or_else(
+                                || c.label.clone(),
+                                |a| format!("{} ({name} {:.3})", c.label, a.value),
+                            ),
+                            points: c.points.clone(),
+                        }
+                    })
+                    .collect()
+            };
         if !t.curves.roc.is_empty() {
             let rel = format!("plots/roc-{s}.png");
             let title = format!("Pixel ROC: {}", t.name);
@@ -216,10 +268,18 @@ fn write_plots(r: &Results, dir: &Path) -> Result<Vec<Plot>> {
                 y: 0.0..1.0,
                 legend: SeriesLabelPosition::LowerRight,
             };
-            line_plot(&dir.join(&rel), &axes, &t.curves.roc, &diag)?;
+            line_plot(
+                &dir.join(&rel),
+                &axes,
+                &with_area(&t.curves.roc, "AUROC", |p| p.auroc),
+                &diag,
+            )?;
             add(
                 rel,
-                format!("Pixel-level ROC curves on {}.", t.name),
+                format!(
+                    "Pixel-level ROC curves on {}, lesion pixels against all other brain pixels; the legend gives each method's AUROC.",
+                    t.name
+                ),
                 PlotSection::Pixel,
             );
         }
@@ -234,10 +294,18 @@ fn write_plots(r: &Results, dir: &Path) -> Result<Vec<Plot>> {
                 y: 0.0..1.0,
                 legend: SeriesLabelPosition::UpperRight,
             };
-            line_plot(&dir.join(&rel), &axes, &t.curves.pr, &[])?;
+            line_plot(
+                &dir.join(&rel),
+                &axes,
+                &with_area(&t.curves.pr, "AP", |p| p.ap),
+                &[],
+            )?;
             add(
                 rel,
-                format!("Pixel-level precision-recall curves on {}.", t.name),
+                format!(
+                    "Pixel-level precision-recall curves on {}; the legend gives each method's average precision.",
+                    t.name
+                ),
                 PlotSection::Pixel,
             );
         }
@@ -246,11 +314,23 @@ fn write_plots(r: &Results, dir: &Path) -> Result<Vec<Plot>> {
     for h in &r.histograms {
         let rel = format!("plots/hist-{}.png", unique(&h.statistic));
         let title = format!("Slice scores: {}", r.statistic_label(&h.statistic));
-        histogram_plot(&dir.join(&rel), &title, h)?;
+        let hidden = histogram_plot(&dir.join(&rel), &title, h)?;
+        let reference = h
+            .groups
+            .iter()
+            .find(|g| g.counts.iter().any(|&c| c > 0))
+            .map_or_else(String::new, |g| {
+                format!("; the dashed outline repeats {} in every row", g.label)
+            });
+        let hidden = if hidden > 0 {
+            format!(" {hidden} slices in the outer 0.5 % tails lie beyond the axis.")
+        } else {
+            String::new()
+        };
         add(
             rel,
             format!(
-                "Distribution of {} per dataset split.",
+                "Distribution of the slice score {} per dataset split: the share of slices per bin, each row scaled to its own peak{reference}.{hidden}",
                 r.statistic_label(&h.statistic)
             ),
             PlotSection::Histogram,
@@ -276,12 +356,24 @@ fn write_plots(r: &Results, dir: &Path) -> Result<Vec<Plot>> {
             y_desc: "risk (1 - Dice)",
             x: 0.0..1.0,
             y: 0.0..ymax,
-            legend: SeriesLabelPosition::UpperLeft,
+            legend: SeriesLabelPosition::LowerRight,
         };
-        line_plot(&dir.join(&rel), &axes, &[curve], &[])?;
+        // accepting every scan is the risk without the gate: the curve's end at full coverage
+        let refs: Vec<RefLine> = g
+            .risk_coverage
+            .iter()
+            .max_by(|a, b| a[0].total_cmp(&b[0]))
+            .map(|p| RefLine {
+                label: format!("accept all: {:.3}", p[1]),
+                from: (0.0, p[1]),
+                to: (1.0, p[1]),
+            })
+            .into_iter()
+            .collect();
+        line_plot(&dir.join(&rel), &axes, &[curve], &refs)?;
         add(
             rel,
-            "Risk (1 - Dice) of the accepted lesional scans as the gate accepts more scans.".into(),
+            "Risk (1 - Dice) of the accepted lesional scans as the gate accepts more scans, most confident first; the dashed line is the risk when every scan is accepted (no gate). A useful gate keeps its curve below the line at low coverage.".into(),
             PlotSection::Gate,
         );
     }
@@ -488,15 +580,24 @@ fn document(r: &Results, plots: &[Plot]) -> Vec<Block> {
             d.push(Table { header, rows });
         }
     }
-    if let Some((header, rows)) = matrix(r, |t, s| {
-        t.ood
-            .iter()
-            .find(|o| o.statistic == s)
-            .and_then(|o| o.all)
-            .map(|x| format!("{} / {}", est(&x.auprc), est(&x.fpr_at_95_tpr)))
-    }) {
-        d.push(Heading(3, "AUPRC / FPR at 95% TPR, mode `all`".into()));
-        d.push(Table { header, rows });
+    type DetectionGetter = fn(&Detection) -> &crate::schema::Estimate;
+    let others: [(&str, DetectionGetter); 2] = [
+        ("AUPRC, mode `all`", |x| &x.auprc),
+        ("FPR at 95% TPR, mode `all` (lower is better)", |x| {
+            &x.fpr_at_95_tpr
+        }),
+    ];
+    for (title, get) in others {
+        if let Some((header, rows)) = matrix(r, |t, s| {
+            t.ood
+                .iter()
+                .find(|o| o.statistic == s)
+                .and_then(|o| o.all)
+                .map(|x| est(get(&x)))
+        }) {
+            d.push(Heading(3, title.into()));
+            d.push(Table { header, rows });
+        }
     }
     d.push(Para(
         "All three modes with AUPRC and FPR@95TPR are in `tables/ood.csv`.".into(),
@@ -570,11 +671,22 @@ fn document(r: &Results, plots: &[Plot]) -> Vec<Block> {
         .collect();
     if !grids.is_empty() {
         d.push(Heading(2, "Example slices".into()));
-        for g in grids {
-            d.push(Image {
-                path: g.path.clone(),
-                caption: g.caption.clone(),
-            });
+        d.push(Para("Each row is one slice; every column has one display window for all rows (printed under its name), so the rows compare.".into()));
+        for (kind, title) in [
+            (GridKind::InDistribution, "Healthy, in distribution"),
+            (GridKind::Lesional, "Lesional"),
+            (GridKind::OutOfDistribution, "Healthy, out of distribution"),
+        ] {
+            let mut of_kind = grids.iter().filter(|g| g.kind == kind).peekable();
+            if of_kind.peek().is_some() {
+                d.push(Heading(3, title.into()));
+            }
+            for g in of_kind {
+                d.push(Image {
+                    path: g.path.clone(),
+                    caption: g.caption.clone(),
+                });
+            }
         }
     }
 
@@ -595,6 +707,7 @@ fn md_cell(s: &str) -> String {
 
 fn to_markdown(doc: &[Block]) -> String {
     let mut out = String::new();
+    let mut figure = 0;
     for b in doc {
         match b {
             Block::Heading(level, text) => {
@@ -620,7 +733,11 @@ fn to_markdown(doc: &[Block]) -> String {
                 out.push('\n');
             }
             Block::Image { path, caption } => {
-                let _ = writeln!(out, "![{}]({path})\n\n*{caption}*\n", md_cell(caption));
+                figure += 1;
+                let _ = writeln!(
+                    out,
+                    "![Figure {figure}]({path})\n\n*Figure {figure}. {caption}*\n"
+                );
             }
             Block::Break => {}
         }
@@ -663,13 +780,49 @@ fn inline(s: &str) -> String {
     out
 }
 
-const CSS: &str = "body{font-family:system-ui,-apple-system,'DejaVu Sans',sans-serif;max-width:1200px;margin:2em auto;padding:0 1em;color:#222;line-height:1.45}\
-h1{border-bottom:2px solid #444;padding-bottom:.2em}h2{margin-top:1.8em;border-bottom:1px solid #ccc}\
-table{border-collapse:collapse;margin:1em 0;font-size:.9em}th,td{border:1px solid #ccc;padding:.3em .6em;text-align:left}\
-th{background:#f0f0f0}tr:nth-child(even) td{background:#fafafa}td{font-variant-numeric:tabular-nums}\
-figure{margin:1em 1% 1em 0;display:inline-block;vertical-align:top;width:48%}figure.wide{width:98%}figure img{max-width:100%;border:1px solid #ddd}\
-figcaption{font-size:.85em;color:#555}pre{background:#f6f6f6;padding:1em;overflow:auto;font-size:.85em}\
-code{background:#f2f2f2;padding:0 .2em}li{margin:.3em 0}";
+const CSS: &str = "body{font-family:system-ui,-apple-system,'DejaVu Sans',sans-serif;max-width:1200px;margin:2em auto;padding:0 1.5em;color:#222;line-height:1.5}\
+h1{font-size:1.8em;border-bottom:2px solid #444;padding-bottom:.2em}h2{margin-top:2em;border-bottom:1px solid #ccc;padding-bottom:.1em}h3{font-size:1.05em;margin:1.4em 0 .4em}\
+.table-wrap{overflow-x:auto;margin:.6em 0 1.2em}table{border-collapse:collapse;font-size:.88em;border-top:2px solid #333;border-bottom:2px solid #333}\
+th,td{padding:.3em .7em;text-align:left;white-space:nowrap}thead th{border-bottom:1px solid #333;font-weight:600}tbody tr:nth-child(even){background:#f7f7f7}\
+td.num,th.num{text-align:right;font-variant-numeric:tabular-nums}.ci{color:#6b6b6b;font-size:.85em}table.wide .ci{display:block}\
+.figures{display:flex;flex-wrap:wrap;gap:1.5em 2%;margin:1em 0}figure{margin:0;width:49%}figure.wide{width:100%}\
+figure img{width:100%;height:auto;border:1px solid #e2e2e2}figure.wide img{width:auto;max-width:100%}\
+figcaption{font-size:.85em;color:#444;margin-top:.3em}figcaption b{color:#222}\
+pre{background:#f6f6f6;padding:1em;overflow:auto;font-size:.8em;max-height:40em}details{margin:1em 0}summary{cursor:pointer;color:#444}\
+code{background:#f2f2f2;padding:0 .2em;border-radius:2px}li{margin:.3em 0}";
+
+/// Whether a table cell holds a number (or `n/a` in a column of numbers).
+fn is_numeric(c: &str) -> bool {
+    c == "n/a"
+        || c.chars()
+            .next()
+            .is_some_and(|ch| ch.is_ascii_digit() || ch == '-')
+}
+
+/// HTML of a table cell: numbers right-aligned, bootstrap intervals `[lo, hi]` set smaller.
+fn html_cell(c: &str) -> String {
+    let numeric = is_numeric(c);
+    let mut body = String::new();
+    let mut rest = c;
+    while let Some(open) = rest.find('[') {
+        let Some(close) = rest[open..].find(']') else {
+            break;
+        };
+        body.push_str(&esc(rest[..open].trim_end()));
+        let _ = write!(
+            body,
+            " <span class=\"ci\">{}</span>",
+            esc(&rest[open..=open + close])
+        );
+        rest = &rest[open + close + 1..];
+    }
+    body.push_str(&esc(rest));
+    if numeric {
+        format!("<td class=\"num\">{body}</td>")
+    } else {
+        format!("<td>{body}</td>")
+    }
+}
 
 fn to_html(title: &str, doc: &[Block], dir: &Path) -> Result<String> {
     let mut out = String::new();
@@ -678,7 +831,16 @@ fn to_html(title: &str, doc: &[Block], dir: &Path) -> Result<String> {
         "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n<title>blindspot report: {}</title>\n<style>{CSS}</style>\n</head>\n<body>\n",
         esc(title)
     );
+    let mut figure = 0;
+    let mut in_figures = false;
     for b in doc {
+        let is_image = matches!(b, Block::Image { .. });
+        if is_image && !in_figures {
+            out.push_str("<div class=\"figures\">\n");
+        } else if !is_image && in_figures {
+            out.push_str("</div>\n");
+        }
+        in_figures = is_image;
         match b {
             Block::Heading(level, text) => {
                 let _ = writeln!(out, "<h{level}>{}</h{level}>", inline(text));
@@ -688,7 +850,11 @@ fn to_html(title: &str, doc: &[Block], dir: &Path) -> Result<String> {
                     .strip_prefix("```json\n")
                     .and_then(|t| t.strip_suffix("\n```"))
                 {
-                    let _ = writeln!(out, "<pre>{}</pre>", esc(code));
+                    let _ = writeln!(
+                        out,
+                        "<details><summary>Show the configuration (JSON)</summary><pre>{}</pre></details>",
+                        esc(code)
+                    );
                 } else {
                     let _ = writeln!(out, "<p>{}</p>", inline(text));
                 }
@@ -701,21 +867,31 @@ fn to_html(title: &str, doc: &[Block], dir: &Path) -> Result<String> {
                 out.push_str("</ul>\n");
             }
             Block::Table { header, rows } => {
-                out.push_str("<table>\n<thead><tr>");
-                for h in header {
-                    let _ = write!(out, "<th>{}</th>", esc(h));
+                let class = if header.len() > 6 {
+                    " class=\"wide\""
+                } else {
+                    ""
+                };
+                let _ = write!(out, "<div class=\"table-wrap\"><table{class}>\n<thead><tr>");
+                for (k, h) in header.iter().enumerate() {
+                    // the header of a column of numbers sits over them, on the right
+                    let numeric = !rows.is_empty()
+                        && rows.iter().all(|r| r.get(k).is_some_and(|c| is_numeric(c)));
+                    let class = if numeric { " class=\"num\"" } else { "" };
+                    let _ = write!(out, "<th{class}>{}</th>", esc(h));
                 }
                 out.push_str("</tr></thead>\n<tbody>\n");
                 for r in rows {
                     out.push_str("<tr>");
                     for c in r {
-                        let _ = write!(out, "<td>{}</td>", esc(c));
+                        out.push_str(&html_cell(c));
                     }
                     out.push_str("</tr>\n");
                 }
-                out.push_str("</tbody>\n</table>\n");
+                out.push_str("</tbody>\n</table></div>\n");
             }
             Block::Image { path, caption } => {
+                figure += 1;
                 let file = dir.join(path);
                 let bytes = std::fs::read(&file).map_err(|e| ReportError::io(&file, e))?;
                 // slice grids are wide: give them the full row
@@ -726,14 +902,18 @@ fn to_html(title: &str, doc: &[Block], dir: &Path) -> Result<String> {
                 };
                 let _ = writeln!(
                     out,
-                    "<figure{class}><img src=\"data:image/png;base64,{}\" alt=\"{}\"><figcaption>{}</figcaption></figure>",
+                    "<figure{class}><img src=\"data:image/png;base64,{}\" alt=\"Figure {figure}: {}\"><figcaption><b>Figure {figure}.</b> {}</figcaption></figure>",
                     base64(&bytes),
                     esc(caption),
                     inline(caption)
                 );
             }
-            Block::Break => out.push_str("<div></div>\n"),
+            // closing the row of figures above is all a break does
+            Block::Break => {}
         }
+    }
+    if in_figures {
+        out.push_str("</div>\n");
     }
     out.push_str("</body>\n</html>\n");
     Ok(out)

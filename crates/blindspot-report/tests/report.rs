@@ -50,9 +50,13 @@ fn report_renders_every_file_and_results_roundtrip() {
     );
     assert!(!html.contains("src=\"http") && !html.contains("href=\"http"));
     assert!(
-        html.contains("<td>0.890 [0.860, 0.910]</td>"),
+        html.contains("<td class=\"num\">0.890 <span class=\"ci\">[0.860, 0.910]</span></td>"),
         "CI in the pixel table"
     );
+    // figures are numbered in both documents, in order
+    assert!(md.contains("*Figure 1. ") && html.contains("<b>Figure 1.</b>"));
+    assert!(html.contains(&format!("<b>Figure {images}.</b>")));
+    assert!(!html.contains(&format!("<b>Figure {}.</b>", images + 1)));
 
     // 1 FPR plot + ROC and PR for the 4 lesional sets + 1 histogram + risk-coverage
     assert_eq!(files.plots.len(), 11);
@@ -255,63 +259,40 @@ fn slice_grid_checks_its_images() {
 }
 
 #[test]
-fn slice_grid_maps_min_to_black_and_max_to_white() {
+fn slice_grid_refuses_bad_windows() {
+    // pixel-exact rendering is tested beside the drawing code (it needs the layout)
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("g.png");
-    let data = (0..64)
-        .map(|i| if i % 8 < 4 { -2.0 } else { 3.0 })
-        .collect();
+    let panel = GrayImage {
+        width: 8,
+        height: 8,
+        data: (0..64).map(|i| i as f32).collect(),
+    };
     let grid = SliceGrid {
         title: "t".into(),
-        columns: vec!["input".into()],
+        columns: vec!["input".into(), "reconstruction".into()],
         rows: vec![GridRow {
             label: "r".into(),
-            panels: vec![GrayImage {
-                width: 8,
-                height: 8,
-                data,
-            }],
+            panels: vec![panel.clone(), panel],
         }],
-        display_ranges: vec![],
-    };
-    write_slice_grid(&grid, &path).unwrap();
-    let mut reader =
-        png::Decoder::new(std::io::BufReader::new(std::fs::File::open(&path).unwrap()))
-            .read_info()
-            .unwrap();
-    let mut buf = vec![0; reader.output_buffer_size().unwrap()];
-    let info = reader.next_frame(&mut buf).unwrap();
-    let px = |x: u32, y: u32| {
-        let i = ((y * info.width + x) * 3) as usize;
-        [buf[i], buf[i + 1], buf[i + 2]]
-    };
-    // the 8x8 panel is enlarged 16x to 128x128 at (150 + 4, 58): left half black, right white
-    assert_eq!(px(154 + 10, 58 + 60), [0, 0, 0]);
-    assert_eq!(px(154 + 118, 58 + 60), [255, 255, 255]);
-
-    // a fixed display range clamps: [-2, 3] shown in [0, 6] is black and half grey
-    let grid = SliceGrid {
-        display_ranges: vec![Some([0.0, 6.0])],
-        ..grid
-    };
-    write_slice_grid(&grid, &path).unwrap();
-    let mut reader =
-        png::Decoder::new(std::io::BufReader::new(std::fs::File::open(&path).unwrap()))
-            .read_info()
-            .unwrap();
-    let mut buf = vec![0; reader.output_buffer_size().unwrap()];
-    reader.next_frame(&mut buf).unwrap();
-    let i = (((58 + 60) * info.width + 154 + 10) * 3) as usize;
-    let j = (((58 + 60) * info.width + 154 + 118) * 3) as usize;
-    assert_eq!((buf[i], buf[j]), (0, 128));
-    let bad = SliceGrid {
         display_ranges: vec![Some([1.0, 1.0])],
-        ..grid
     };
     assert!(matches!(
-        write_slice_grid(&bad, &path).unwrap_err(),
+        write_slice_grid(&grid, &path).unwrap_err(),
         ReportError::Invalid { .. }
     ));
+    let gray = ColumnStyle::gray(Window::Auto);
+    for styles in [
+        vec![gray],
+        vec![ColumnStyle::gray(Window::SameAs(1)), gray],
+        vec![gray, ColumnStyle::gray(Window::Fixed([0.0, f32::NAN]))],
+    ] {
+        let err = write_slice_grid_with(&grid, &styles, &path).unwrap_err();
+        assert!(matches!(err, ReportError::Invalid { .. }), "{err}");
+    }
+    assert!(!path.exists());
+    write_slice_grid_with(&grid, &[gray, ColumnStyle::gray(Window::SameAs(0))], &path).unwrap();
+    assert!(path.is_file());
 }
 
 #[test]

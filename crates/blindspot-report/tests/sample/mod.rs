@@ -263,15 +263,10 @@ pub fn sample_results(dir: &Path) -> Results {
                         panels: slice_image(32, lesion, noise).to_vec(),
                     })
                     .collect(),
-                display_ranges: vec![
-                    Some([0.0, 1.0]),
-                    Some([0.0, 1.0]),
-                    Some([0.0, 0.5]),
-                    Some([0.0, 1.0]),
-                    Some([0.0, 1.0]),
-                ],
+                display_ranges: Vec::new(),
             };
-            write_slice_grid(&grid, &dir.join(&rel)).expect("sample grid");
+            write_slice_grid_with(&grid, &SliceGrid::paper_styles(), &dir.join(&rel))
+                .expect("sample grid");
             t.slice_grids.push(SliceGridRef {
                 kind,
                 path: rel,
