@@ -25,6 +25,20 @@ pub const SEPARATES_AUROC: f64 = 0.7;
 pub const NEAR_CHANCE: f64 = 0.15;
 /// Finding 3: the best prior-knowledge statistic beats the best plain one by at least this.
 pub const PRIOR_MARGIN: f64 = 0.1;
+/// The plain OOD scores the paper's claims are about (paper-method.md 4.1-4.3): reconstruction
+/// error, the ELBO as the paper codes it, WAIC over the ensemble and DoSE. Findings 2 and 3 judge
+/// these; a run's other plain statistics (the proper negative ELBO, KL, ...) are reported beside
+/// them. When a run has none of them, every plain statistic is judged.
+pub const PAPER_OOD_STATISTICS: [&str; 4] = ["rec_err", "coded_elbo", "waic", "dose"];
+
+/// Whether finding 2 and 3 judge statistic `name` of `r` (see [`PAPER_OOD_STATISTICS`]).
+fn judged(r: &Results, name: &str) -> bool {
+    let any_paper = r
+        .statistics
+        .iter()
+        .any(|s| !s.prior_knowledge && PAPER_OOD_STATISTICS.contains(&s.name.as_str()));
+    !any_paper || PAPER_OOD_STATISTICS.contains(&name)
+}
 
 pub(crate) fn pct(v: f64) -> String {
     format!("{:.1}%", 100.0 * v)
@@ -141,18 +155,27 @@ fn stat_summary(r: &Results, stat: &str) -> (Option<f64>, Option<f64>) {
 
 fn ood_scores(r: &Results) -> Finding {
     let title = "OOD scores do not disentangle lesions from distribution shift";
-    let mut parts = Vec::new();
+    let (mut parts, mut beside) = (Vec::new(), Vec::new());
     let mut all_hold = true;
     for s in r.statistics.iter().filter(|s| !s.prior_knowledge) {
         let (ood, dis) = stat_summary(r, &s.name);
         let (Some(ood), Some(dis)) = (ood, dis) else {
             continue;
         };
-        all_hold &= ood >= SEPARATES_AUROC && (dis - 0.5).abs() <= NEAR_CHANCE;
-        parts.push(format!(
+        let line = format!(
             "{}: OOD AUROC {ood:.3}, disentangling AUROC {dis:.3}",
             s.label
-        ));
+        );
+        if judged(r, &s.name) {
+            let holds = ood >= SEPARATES_AUROC && (dis - 0.5).abs() <= NEAR_CHANCE;
+            all_hold &= holds;
+            parts.push(format!(
+                "{line} ({})",
+                if holds { "meets both" } else { "misses" }
+            ));
+        } else {
+            beside.push(line);
+        }
     }
     if parts.is_empty() {
         return Finding {
@@ -161,13 +184,21 @@ fn ood_scores(r: &Results) -> Finding {
             text: "No plain OOD statistic has both OOD and disentangling results.".into(),
         };
     }
+    let beside = if beside.is_empty() {
+        String::new()
+    } else {
+        format!(
+            " Beside them, not part of the criterion: {}.",
+            beside.join("; ")
+        )
+    };
     let text = format!(
-        "Mean over the OOD sets (healthy-OOD vs ID slices) and over the lesional sets (lesional vs healthy slices): {}. Criterion: OOD AUROC >= {SEPARATES_AUROC} and disentangling AUROC within {NEAR_CHANCE} of chance; {}.",
+        "Mean over the OOD sets (healthy-OOD vs ID slices) and over the lesional sets (lesional vs healthy slices): {}. Criterion: OOD AUROC >= {SEPARATES_AUROC} and disentangling AUROC within {NEAR_CHANCE} of chance, for each of the paper's scores; {}.{beside}",
         parts.join("; "),
         if all_hold {
-            "it holds for every statistic"
+            "it holds for every one"
         } else {
-            "it fails for at least one statistic"
+            "it fails for at least one"
         }
     );
     Finding {
@@ -183,7 +214,7 @@ fn prior_knowledge(r: &Results) -> Finding {
     let best = |prior: bool| {
         r.statistics
             .iter()
-            .filter(|s| s.prior_knowledge == prior)
+            .filter(|s| s.prior_knowledge == prior && (prior || judged(r, &s.name)))
             .filter_map(|s| stat_summary(r, &s.name).1.map(|d| (s.label.clone(), d)))
             .max_by(|a, b| a.1.total_cmp(&b.1))
     };
@@ -194,8 +225,9 @@ fn prior_knowledge(r: &Results) -> Finding {
                 title,
                 holds: Some(holds),
                 text: format!(
-                    "Mean disentangling AUROC: {pl} {pd:.3} against {od:.3} for the best plain OOD score ({ol}); a margin of {:+.3} (criterion: at least {PRIOR_MARGIN}).",
-                    pd - od
+                    "Mean disentangling AUROC: {pl} {pd:.3} against {od:.3} for the best of the paper's plain OOD scores ({ol}); a margin of {:+.3} (criterion: at least {PRIOR_MARGIN}). {pl} per lesional set: {}.",
+                    pd - od,
+                    per_set(r, &pl)
                 ),
             }
         }
@@ -207,6 +239,28 @@ fn prior_knowledge(r: &Results) -> Finding {
                     .into(),
         },
     }
+}
+
+/// `set value` of the disentangling AUROC of the statistic labelled `label`, set by set.
+fn per_set(r: &Results, label: &str) -> String {
+    let Some(name) = r
+        .statistics
+        .iter()
+        .find(|s| s.label == label)
+        .map(|s| &s.name)
+    else {
+        return String::new();
+    };
+    r.test_sets
+        .iter()
+        .flat_map(|t| {
+            t.disentangling
+                .iter()
+                .filter(|d| &d.statistic == name)
+                .map(|d| format!("{} {:.3}", t.name, d.auroc.value))
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 fn gate(r: &Results) -> Finding {

@@ -130,6 +130,60 @@ fn findings_follow_the_numbers() {
     assert_eq!(f[3].holds, None);
 }
 
+/// Findings 2 and 3 judge the paper's plain scores; another plain statistic that misses the
+/// criterion (here a copy of `rec_err` that disentangles perfectly) is reported beside them.
+#[test]
+fn findings_judge_the_papers_scores() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut r = sample::sample_results(dir.path());
+    let rec = r
+        .statistics
+        .iter()
+        .find(|s| s.name == "rec_err")
+        .unwrap()
+        .clone();
+    r.statistics.push(StatisticInfo {
+        name: "neg_elbo".into(),
+        label: "negative ELBO".into(),
+        ..rec
+    });
+    for t in &mut r.test_sets {
+        let extra: Vec<_> = t
+            .disentangling
+            .iter()
+            .filter(|d| d.statistic == "rec_err")
+            .map(|d| {
+                let mut d = d.clone();
+                d.statistic = "neg_elbo".into();
+                d.auroc = Estimate::point(0.99);
+                d
+            })
+            .collect();
+        t.disentangling.extend(extra);
+        let extra: Vec<_> = t
+            .ood
+            .iter()
+            .filter(|o| o.statistic == "rec_err")
+            .map(|o| {
+                let mut o = o.clone();
+                o.statistic = "neg_elbo".into();
+                o
+            })
+            .collect();
+        t.ood.extend(extra);
+    }
+    let f = findings(&r);
+    assert_eq!(f[1].holds, Some(true), "{}", f[1].text);
+    assert!(
+        f[1].text
+            .contains("not part of the criterion: negative ELBO"),
+        "{}",
+        f[1].text
+    );
+    assert_eq!(f[2].holds, Some(true), "{}", f[2].text);
+    assert!(f[2].text.contains("per lesional set"), "{}", f[2].text);
+}
+
 #[test]
 fn missing_file_names_the_path() {
     let dir = tempfile::tempdir().unwrap();
