@@ -17,6 +17,7 @@
 use std::path::{Path, PathBuf};
 
 use blindspot_core::TrainConfig;
+use blindspot_io::histmatch::HistMatchConfig;
 use blindspot_io::{LayoutConfig, PreprocessConfig};
 use blindspot_ood::{GateConfig, Statistic};
 use blindspot_synth::SynthConfig;
@@ -221,6 +222,11 @@ pub struct TestSetSpec {
     /// Applied after preprocessing (default `none`).
     #[serde(default)]
     pub transform: Transform,
+    /// Histogram matching of this set's scans to the training set (Nyúl landmarks, before
+    /// clipping and z-scoring; the reference is the mean of the training scans' landmarks).
+    /// `{}` takes the defaults of `blindspot_io::histmatch::HistMatchConfig`. Default: off.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub histogram_match: Option<HistMatchConfig>,
 }
 
 /// The model family.
@@ -234,6 +240,55 @@ pub enum ModelKind {
     Ae,
     /// A normalising flow (crate blindspot-flow).
     Flow,
+}
+
+impl ModelKind {
+    /// Its name in the config (`vae`, `ae`, `flow`).
+    pub fn name(self) -> &'static str {
+        match self {
+            ModelKind::Vae => "vae",
+            ModelKind::Ae => "ae",
+            ModelKind::Flow => "flow",
+        }
+    }
+
+    /// The slice statistics the pipeline computes for this family. An autoencoder has no KL
+    /// term, so no ELBO and no WAIC; a flow's ELBO is its exact log-likelihood (`neg_elbo`
+    /// and `waic_neg_elbo` read it), and its anomaly map is the per-pixel NLL, so it has no
+    /// reconstruction error.
+    pub fn statistics(self) -> &'static [Statistic] {
+        use Statistic as S;
+        match self {
+            ModelKind::Vae => &[
+                S::RecErr,
+                S::Kl,
+                S::NegElbo,
+                S::CodedElbo,
+                S::Entropy,
+                S::EntropyClean,
+                S::Waic,
+                S::WaicNegElbo,
+                S::Dose,
+                S::DoseDensitySum,
+            ],
+            ModelKind::Ae => &[
+                S::RecErr,
+                S::Entropy,
+                S::EntropyClean,
+                S::Dose,
+                S::DoseDensitySum,
+            ],
+            ModelKind::Flow => &[
+                S::NegElbo,
+                S::LogLikelihood,
+                S::Entropy,
+                S::EntropyClean,
+                S::WaicNegElbo,
+                S::Dose,
+                S::DoseDensitySum,
+            ],
+        }
+    }
 }
 
 /// The model's settings (turned into the model crate's burn config after validation).
@@ -481,6 +536,37 @@ impl RunConfig {
         if e.statistics.is_empty() {
             return invalid("evaluation.statistics", "[]", "at least one statistic");
         }
+        let kind = self.model.kind;
+        let provided = kind.statistics();
+        let allowed = || {
+            format!(
+                "statistics the `{}` model provides: {}",
+                kind.name(),
+                provided
+                    .iter()
+                    .map(|s| s.name())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )
+        };
+        if let Some(s) = e.statistics.iter().find(|s| !provided.contains(s)) {
+            return invalid("evaluation.statistics", s.name(), allowed());
+        }
+        if let Some(g) = &self.gate {
+            for (part, components) in [("shift", &g.shift), ("lesion", &g.lesion)] {
+                if let Some((i, c)) = components
+                    .iter()
+                    .enumerate()
+                    .find(|(_, c)| !provided.contains(&c.statistic))
+                {
+                    return invalid(
+                        format!("gate.{part}[{i}].statistic"),
+                        c.statistic.name(),
+                        allowed(),
+                    );
+                }
+            }
+        }
         let needs_ensemble = [Statistic::Waic, Statistic::WaicNegElbo];
         if let Some(s) = e.statistics.iter().find(|s| needs_ensemble.contains(s))
             && self.ensemble.members < 2
@@ -644,6 +730,10 @@ impl RunConfig {
                 );
             }
             check_spec(&key, &t.dir, &t.synth_set, &t.layout)?;
+            if let Some(h) = &t.histogram_match {
+                h.check()
+                    .map_err(section(&format!("{key}.histogram_match")))?;
+            }
         }
         Ok(())
     }
@@ -838,6 +928,32 @@ synth_set = "t1"
         ] {
             check_err(extra, needles);
         }
+    }
+
+    #[test]
+    fn statistics_a_model_cannot_provide_are_refused_naming_both() {
+        let with = |kind: &str, stats: &str| {
+            RunConfig::from_toml_str(&MINIMAL.replace(
+                "name = \"tiny\"",
+                &format!(
+                    "name = \"tiny\"\n[model]\nkind = \"{kind}\"\n[evaluation]\n\
+                     statistics = [{stats}]\nprior_knowledge = []"
+                ),
+            ))
+        };
+        let err = with("ae", "\"rec_err\", \"kl\"").unwrap_err().to_string();
+        assert!(
+            err.contains("evaluation.statistics") && err.contains("kl") && err.contains("`ae`"),
+            "{err}"
+        );
+        assert!(
+            err.contains("rec_err, entropy"),
+            "lists what is allowed: {err}"
+        );
+        let err = with("flow", "\"rec_err\"").unwrap_err().to_string();
+        assert!(err.contains("rec_err") && err.contains("`flow`"), "{err}");
+        assert!(with("flow", "\"neg_elbo\", \"log_likelihood\"").is_ok());
+        assert!(with("ae", "\"rec_err\", \"dose\"").is_ok());
     }
 
     #[test]

@@ -4,6 +4,7 @@
 //! line.
 
 pub mod config;
+pub mod partial;
 pub mod pipeline;
 pub mod score;
 pub mod slices;

@@ -71,12 +71,23 @@ enum Cmd {
         shard: Shard,
     },
     /// Step 4 of `run`: infer with every member, evaluate, write results.json and the report.
+    ///
+    /// With `--shard i/n` only inference runs, on a share of the slices, and writes
+    /// <out>/eval-shards/shard-i-of-n.json.gz; `--merge` then evaluates the n partial results
+    /// (exactly what a single `evaluate` gives).
     Evaluate {
         /// The experiment config (TOML).
         config: std::path::PathBuf,
         /// The run directory (default: runs/<name>).
         #[arg(long)]
         out: Option<std::path::PathBuf>,
+        /// Only infer the slice chunks of shard `i/n` (chunk index modulo n equals i) and write
+        /// a partial result.
+        #[arg(long, conflicts_with = "merge")]
+        shard: Option<Shard>,
+        /// Merge the partial results of every shard in <out>/eval-shards and evaluate.
+        #[arg(long)]
+        merge: bool,
     },
     /// Score NIfTI scans with a finished run: an anomaly map on each scan's own grid
     /// (`<stem>.anomaly.nii.gz`) and the gate's verdict (`<stem>.verdict.json`).
@@ -163,10 +174,28 @@ fn dispatch(cli: Cli) -> Result<()> {
             println!("{}", dir.join("model").display());
             Ok(())
         }
-        Cmd::Evaluate { config, out } => {
+        Cmd::Evaluate {
+            config,
+            out,
+            shard,
+            merge,
+        } => {
             let (config, dir) = load(&config, out)?;
-            let device = backend::device()?;
-            let summary = pipeline::evaluate::<backend::Backend>(&config, &dir, &device)?;
+            let summary = if merge {
+                pipeline::merge_shards(&config, &dir)?
+            } else {
+                let device = backend::device()?;
+                match shard {
+                    Some(shard) if shard != Shard::ALL => {
+                        let path = pipeline::evaluate_shard::<backend::Backend>(
+                            &config, &dir, shard, &device,
+                        )?;
+                        println!("{}", path.display());
+                        return Ok(());
+                    }
+                    _ => pipeline::evaluate::<backend::Backend>(&config, &dir, &device)?,
+                }
+            };
             println!(
                 "{}\n{}",
                 summary.results.display(),

@@ -5,19 +5,15 @@
 
 use std::path::{Path, PathBuf};
 
-use blindspot_core::Ensemble;
 use blindspot_io::preprocess::{SliceView, crop_or_pad};
 use blindspot_io::resize::resize_bilinear;
 use blindspot_io::{CacheWriter, Pipeline, Reorientation, Volume, read_volume, write_f32};
 use blindspot_ood::{Decision, Dose};
-use blindspot_vae::Vae;
 use burn::tensor::backend::Backend;
-use rand::SeedableRng;
-use rand_chacha::ChaCha8Rng;
 
 use crate::config::{RESOLVED_FILE, RunConfig};
 use crate::pipeline::{
-    DOSE_STATISTICS, RunError, SCORING_FILE, ScoringState, infer_set, vae_config,
+    ChunkPlan, Members, RunError, SCORING_FILE, ScoringState, Shard, dose_statistics,
 };
 use crate::slices::CacheSlices;
 
@@ -39,7 +35,7 @@ pub struct ScanScore {
 /// A trained run, loaded once, that scores scans.
 pub struct Scorer<B: Backend> {
     config: RunConfig,
-    ensemble: Ensemble<Vae<B>>,
+    ensemble: Members<B>,
     scoring: ScoringState,
     dose: Dose,
     pipeline: Pipeline,
@@ -66,20 +62,12 @@ impl<B: Backend> Scorer<B> {
     /// [`RunError::Io`] for a missing or unreadable `scoring.json` (run `blindspot run` first).
     pub fn load(run_dir: &Path, device: &B::Device) -> Result<Self> {
         let config = RunConfig::load(&run_dir.join(RESOLVED_FILE))?;
-        let vae = vae_config(&config)?;
-        let model_dir = run_dir.join("model");
-        let scoring: ScoringState = read_json(&model_dir.join(SCORING_FILE))?;
-        let ensemble = Ensemble::load::<B>(
-            &model_dir,
-            config.ensemble.members,
-            blindspot_core::Which::Last,
-            // Validated by `vae_config` above, so initialisation cannot fail.
-            |_| {
-                vae.init::<B>(device)
-                    .expect("a validated VAE config initialises")
-            },
+        let scoring: ScoringState = read_json(&run_dir.join("model").join(SCORING_FILE))?;
+        let ensemble = Members::<B>::load(&config, run_dir, device)?;
+        let dose = Dose::fit(
+            &scoring.healthy_validation,
+            dose_statistics(config.model.kind),
         )?;
-        let dose = Dose::fit(&scoring.healthy_validation, &DOSE_STATISTICS)?;
         let pipeline = Pipeline::new(config.preprocess.clone(), None)?;
         Ok(Self {
             config,
@@ -131,15 +119,18 @@ impl<B: Backend> Scorer<B> {
         let cache = cache?;
         let mut config = self.config.clone();
         config.evaluation.slice_stride = 1;
-        let mut rng = ChaCha8Rng::seed_from_u64(config.seed ^ 0x5c0e);
-        let mut set = infer_set::<B>(
-            &self.ensemble,
+        let plan = ChunkPlan {
+            shard: Shard::ALL,
+            first_chunk: 0,
+            seed: config.seed ^ 0x5c0e,
+        };
+        let mut set = self.ensemble.infer_set(
             &cache,
             "score",
             &stem,
             None,
             &config,
-            &mut rng,
+            plan,
             &self.device,
             &indicatif::ProgressBar::hidden(),
             true,

@@ -366,6 +366,72 @@ fn separate_sharded_steps_merge_into_the_same_results_as_run() {
     assert_eq!(staged.test_sets, whole.test_sets);
     assert_eq!(staged.gate, whole.gate);
     assert_eq!(staged.threshold.value, whole.threshold.value);
+    let scoring = std::fs::read(out.join("model/scoring.json")).unwrap();
+
+    // Sharded evaluation: three partial results, merged, give the same bytes.
+    std::fs::remove_file(out.join("results.json")).unwrap();
+    let shards = out.join("eval-shards");
+    let merge = || {
+        blindspot()
+            .args(["evaluate", "--merge"])
+            .arg(&config)
+            .arg("--out")
+            .arg(&out)
+            .output()
+            .unwrap()
+    };
+    let fails_naming = |file: &str, what: &str| {
+        let o = merge();
+        assert_eq!(o.status.code(), Some(1), "merge should fail ({what})");
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(err.contains(file) && err.contains(what), "{err}");
+    };
+    step(&["evaluate", "--shard", "2/3"]);
+    step(&["evaluate", "--shard", "1/3"]);
+    assert!(shards.join("shard-1-of-3.json.gz").is_file());
+    fails_naming("shard-0-of-3.json.gz", "missing");
+    step(&["evaluate", "--shard", "0/3"]);
+    // A stale file of another sharding, and a file whose content is another shard's.
+    let one = shards.join("shard-1-of-3.json.gz");
+    std::fs::copy(&one, shards.join("shard-1-of-4.json.gz")).unwrap();
+    fails_naming("shard-1-of-4.json.gz", "one of 4 shards");
+    std::fs::remove_file(shards.join("shard-1-of-4.json.gz")).unwrap();
+    let two = shards.join("shard-2-of-3.json.gz");
+    std::fs::rename(&two, shards.join("keep")).unwrap();
+    std::fs::copy(&one, &two).unwrap();
+    fails_naming("shard-2-of-3.json.gz", "holds shard 1/3");
+    std::fs::rename(shards.join("keep"), &two).unwrap();
+    assert!(merge().status.success());
+    let merged = load_results(&out.join("results.json")).unwrap();
+    assert_eq!(merged.test_sets, whole.test_sets);
+    assert_eq!(merged.gate, whole.gate);
+    assert_eq!(merged.histograms, whole.histograms);
+    assert_eq!(merged.threshold, whole.threshold);
+    assert_eq!(
+        std::fs::read(out.join("model/scoring.json")).unwrap(),
+        scoring
+    );
+    // A shard of another config is refused.
+    let other = tmp.path().join("other.toml");
+    std::fs::write(
+        &other,
+        TINY.replace("lesional_pixels = 5", "lesional_pixels = 6"),
+    )
+    .unwrap();
+    let o = blindspot()
+        .args(["evaluate", "--merge"])
+        .arg(&other)
+        .arg("--out")
+        .arg(&out)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        !o.status.success()
+            && err.contains("shard-0-of-3.json.gz")
+            && err.contains("another config"),
+        "{err}"
+    );
 
     let bad = blindspot()
         .args(["train", "--shard", "2/2"])
@@ -373,4 +439,73 @@ fn separate_sharded_steps_merge_into_the_same_results_as_run() {
         .output()
         .unwrap();
     assert_eq!(bad.status.code(), Some(2));
+}
+
+/// `run` with another model family: the tiny config with `model.kind` and the statistics and
+/// gate components that model provides.
+fn run_kind(kind: &str, statistics: &str, gate_statistic: &str) -> blindspot_report::Results {
+    let tmp = tempfile::tempdir().unwrap();
+    let config = tmp.path().join(format!("{kind}.toml"));
+    let text = TINY
+        .replace("[model]\n", &format!("[model]\nkind = \"{kind}\"\n"))
+        .replace(
+            r#"statistics = ["rec_err", "kl", "coded_elbo", "neg_elbo", "waic", "waic_neg_elbo", "dose", "dose_density_sum", "entropy", "entropy_clean"]"#,
+            &format!("statistics = [{statistics}]\nprior_knowledge = []"),
+        )
+        .replace(
+            r#"{ statistic = "rec_err","#,
+            &format!(r#"{{ statistic = "{gate_statistic}","#),
+        );
+    std::fs::write(&config, text).unwrap();
+    let out = tmp.path().join("run");
+    let o = blindspot()
+        .args(["run", config.to_str().unwrap(), "--out"])
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(
+        o.status.success(),
+        "{kind}: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    load_results(&out.join("results.json")).unwrap()
+}
+
+fn check_kind(results: &blindspot_report::Results, method: &str, statistics: &[&str]) {
+    assert_eq!(results.test_sets.len(), 5);
+    assert!(results.threshold.value.is_finite());
+    for t in &results.test_sets {
+        assert_eq!(t.pixel[0].method, method);
+        if t.role == TestSetRole::OutOfDistribution {
+            let names: Vec<&str> = t.ood.iter().map(|o| o.statistic.as_str()).collect();
+            assert_eq!(names, statistics, "{}", t.name);
+            for o in &t.ood {
+                let all = o.all.as_ref().unwrap_or_else(|| panic!("{}", o.statistic));
+                assert!((0.0..=1.0).contains(&all.auroc.value), "{}", o.statistic);
+            }
+        }
+    }
+    let lesional = results
+        .test_sets
+        .iter()
+        .find(|t| t.name == "ID lesional")
+        .unwrap();
+    assert!(lesional.pixel[0].auroc.is_some());
+    assert!(results.gate.is_some());
+}
+
+#[test]
+fn an_autoencoder_and_a_flow_run_end_to_end() {
+    let ae = run_kind("ae", r#""rec_err", "dose", "entropy""#, "rec_err");
+    check_kind(&ae, "AE ensemble", &["rec_err", "dose", "entropy"]);
+    let flow = run_kind(
+        "flow",
+        r#""neg_elbo", "log_likelihood", "waic_neg_elbo", "dose""#,
+        "neg_elbo",
+    );
+    check_kind(
+        &flow,
+        "flow ensemble",
+        &["neg_elbo", "log_likelihood", "waic_neg_elbo", "dose"],
+    );
 }
