@@ -14,25 +14,11 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result, io, json};
 
-/// Writes `bytes` to `path` atomically (a temporary file in the same directory, synced, then
-/// renamed over `path`).
-///
-/// # Errors
-/// [`Error::Io`] when the directory is not writable.
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+/// Writes `bytes` to `path` through the workspace's atomic writer ([`blindspot_io::atomic`]:
+/// a temporary file beside `path`, synced, then renamed over it).
+pub(crate) fn write_file(path: &Path, bytes: &[u8]) -> Result<()> {
     use std::io::Write;
-    let dir = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(io(dir))?;
-    tmp.write_all(bytes).map_err(io(tmp.path()))?;
-    tmp.as_file().sync_all().map_err(io(tmp.path()))?;
-    tmp.persist(path).map_err(|e| Error::Io {
-        path: path.to_path_buf(),
-        source: e.error,
-    })?;
-    Ok(())
+    blindspot_io::atomic::write_atomic(path, |w| w.write_all(bytes)).map_err(io(path))
 }
 
 /// Folds pending BatchNorm running-statistics updates into the stored values. burn 0.21 keeps
@@ -66,7 +52,7 @@ fn model_bytes<B: Backend, M: Module<B>>(model: &M, path: &Path) -> Result<Vec<u
 /// [`Error::Safetensors`] or [`Error::Io`].
 pub fn save_model<B: Backend, M: Module<B>>(model: &M, path: &Path) -> Result<()> {
     let bytes = model_bytes(model, path)?;
-    write_atomic(path, &bytes)
+    write_file(path, &bytes)
 }
 
 /// Loads a safetensors file into a module of the same architecture. Every tensor must be
@@ -289,15 +275,21 @@ impl Checkpoints {
         std::fs::create_dir_all(&self.dir).map_err(io(&self.dir))?;
         let name = format!("step-{step:010}");
         let target = self.dir.join(&name);
-        let tmp = tempfile::Builder::new()
-            .prefix(&format!(".tmp-{name}-"))
-            .tempdir_in(&self.dir)
-            .map_err(io(&self.dir))?;
+        let prefix = format!(".tmp-{name}-");
+        let mut builder = tempfile::Builder::new();
+        builder.prefix(&prefix);
+        // the permissions of a plain `create_dir` (0o777 less the umask), not 0o700
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            builder.permissions(std::fs::Permissions::from_mode(0o777));
+        }
+        let tmp = builder.tempdir_in(&self.dir).map_err(io(&self.dir))?;
         for (file, bytes) in [(MODEL_FILE, model_bytes), (OPTIMIZER_FILE, optimizer_bytes)] {
-            write_atomic(&tmp.path().join(file), bytes)?;
+            write_file(&tmp.path().join(file), bytes)?;
         }
         let state_json = serde_json::to_vec_pretty(state).map_err(json(tmp.path()))?;
-        write_atomic(&tmp.path().join(STATE_FILE), &state_json)?;
+        write_file(&tmp.path().join(STATE_FILE), &state_json)?;
         if target.exists() {
             std::fs::remove_dir_all(&target).map_err(io(&target))?;
         }
@@ -316,7 +308,7 @@ impl Checkpoints {
             step,
         };
         let p = self.dir.join(format!("{}.json", which.name()));
-        write_atomic(&p, &serde_json::to_vec(&ptr).map_err(json(&p))?)
+        write_file(&p, &serde_json::to_vec(&ptr).map_err(json(&p))?)
     }
 
     /// Removes step directories beyond the newest `keep`, except those `last` and `best`
@@ -382,15 +374,5 @@ mod tests {
             ..state
         };
         assert!(bad.restore().is_none());
-    }
-
-    #[test]
-    fn atomic_write_replaces_and_leaves_no_temp() {
-        let dir = tempfile::tempdir().unwrap();
-        let p = dir.path().join("a.bin");
-        write_atomic(&p, b"one").unwrap();
-        write_atomic(&p, b"two").unwrap();
-        assert_eq!(std::fs::read(&p).unwrap(), b"two");
-        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
     }
 }

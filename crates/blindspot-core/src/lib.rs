@@ -18,7 +18,7 @@ mod train;
 
 pub use checkpoint::{
     Checkpoints, MODEL_FILE, OPTIMIZER_FILE, RngState, RunState, STATE_FILE, Which, load_model,
-    save_model, sync_running_states, write_atomic,
+    save_model, sync_running_states,
 };
 pub use data::{InMemorySlices, SliceSource, epoch_order, load_batch};
 pub use ensemble::Ensemble;

@@ -240,6 +240,14 @@ pub trait Model<B: Backend>: Module<B> {
     /// one sample.
     fn infer(&self, batch: &Batch<B>, rng: &mut ChaCha8Rng) -> Inference<B>;
 
+    /// Scalars of the objective at step `step` worth logging beside the loss terms, such as the
+    /// VAE's KL weight (`("beta", 0.5)`). The [`Trainer`](crate::Trainer) writes them into
+    /// every record of `log.jsonl` and `log.csv`. None by default.
+    fn logged_scalars(&self, step: u64) -> Vec<(&'static str, f64)> {
+        let _ = step;
+        Vec::new()
+    }
+
     /// Whether [`Model::infer`] draws random samples.
     fn is_stochastic(&self) -> bool {
         false

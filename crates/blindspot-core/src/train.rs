@@ -1,6 +1,8 @@
 //! The training loop: Adam, seeded shuffling, validation at an interval, atomic checkpoints
-//! (every N steps, best, last), exact resume, a NaN/Inf guard, a progress bar and a JSONL log.
+//! (every N steps, best, last), exact resume, a NaN/Inf guard, a progress bar (loss, speed) and
+//! a log of every logged step in two forms, `log.jsonl` and `log.csv`.
 
+use std::fs::File;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -56,7 +58,8 @@ pub struct TrainConfig {
     pub checkpoint_every: u64,
     /// Keep the newest this many step checkpoints (`last` and `best` are always kept).
     pub keep_checkpoints: usize,
-    /// Log (JSONL) every this many steps.
+    /// Write a log record (`log.jsonl`, `log.csv`) every this many steps; the last step and
+    /// every validation step get one too.
     pub log_every: u64,
     /// Show a progress bar on the terminal.
     pub progress: bool,
@@ -160,32 +163,44 @@ pub struct Fitted<M> {
     pub run_dir: PathBuf,
 }
 
-/// One logged line of `log.jsonl`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+/// One record of the training log: a line of `log.jsonl` and a row of `log.csv`.
+///
+/// A record is written every `log_every` steps, at the last step and at every validation, at
+/// most one per step. `log.csv` has the columns `step,epoch,loss,<terms>,learning_rate,
+/// images_per_s,val_loss`, the term columns named after the terms of the run's first record;
+/// an absent value is an empty cell.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct LogLine {
     /// Steps completed.
     pub step: u64,
     /// The epoch (0-based) the step belonged to.
     pub epoch: u64,
-    /// Training loss of the step (absent on validation lines).
+    /// Training loss of the step.
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub loss: Option<f64>,
-    /// Batch means of the loss terms of the step.
+    /// Batch means of the loss terms of the step (`rec_err`, `kl_div`, ...), then the model's
+    /// [`Model::logged_scalars`] (e.g. `beta`).
     #[serde(skip_serializing_if = "Vec::is_empty", default)]
     pub terms: Vec<(String, f64)>,
-    /// Validation loss (validation lines only).
+    /// The learning rate of the step.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub learning_rate: Option<f64>,
+    /// Validation loss, when the model was validated at this step.
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub val_loss: Option<f64>,
-    /// Training throughput since the previous log line.
+    /// Training throughput since the previous record (validation time excluded).
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub images_per_s: Option<f64>,
 }
 
-/// Runs training in a run directory (`checkpoints/`, `log.jsonl`, `train_config.json`).
+/// Runs training in a run directory (`checkpoints/`, `log.jsonl`, `log.csv`,
+/// `train_config.json`).
 ///
 /// When the directory already holds a `last` checkpoint, training resumes from it exactly
 /// (model, optimizer state, step counter, RNG state); the duration may be extended, the other
-/// resume-relevant settings must match.
+/// resume-relevant settings must match. The logs then continue where the checkpoint stands:
+/// records past its step (written by a run that died after it) are dropped first. A fresh run
+/// starts fresh logs.
 #[derive(Debug, Clone)]
 pub struct Trainer {
     config: TrainConfig,
@@ -193,6 +208,7 @@ pub struct Trainer {
 }
 
 const LOG_FILE: &str = "log.jsonl";
+const CSV_FILE: &str = "log.csv";
 
 impl Trainer {
     /// A trainer for `run_dir` with a validated configuration.
@@ -299,14 +315,14 @@ impl Trainer {
             step = state.step;
             best_val = state.best_val;
             last_ckpt = Some(dir);
-            truncate_log(&self.run_dir.join(LOG_FILE), step)?;
         }
         let resumed_from = step;
         let cfg_path = self.run_dir.join("train_config.json");
-        crate::checkpoint::write_atomic(
+        crate::checkpoint::write_file(
             &cfg_path,
             &serde_json::to_vec_pretty(cfg).map_err(json(&cfg_path))?,
         )?;
+        let mut log = RunLog::open(&self.run_dir, step)?;
 
         let bar = if cfg.progress {
             let b = indicatif::ProgressBar::new(total);
@@ -321,12 +337,6 @@ impl Trainer {
         } else {
             indicatif::ProgressBar::hidden()
         };
-        let log_path = self.run_dir.join(LOG_FILE);
-        let mut log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&log_path)
-            .map_err(io(&log_path))?;
 
         let mut order: Option<(u64, Vec<usize>)> = None;
         let mut last_loss = f64::NAN;
@@ -350,14 +360,26 @@ impl Trainer {
                     last_checkpoint: last_ckpt,
                 });
             }
-            let logging = (step + 1).is_multiple_of(cfg.log_every) || step + 1 == total;
-            let terms = if logging {
-                out.terms
+            let validating = val.is_some()
+                && cfg.val_every > 0
+                && ((step + 1).is_multiple_of(cfg.val_every) || step + 1 == total);
+            let record =
+                validating || (step + 1).is_multiple_of(cfg.log_every) || step + 1 == total;
+            let terms = if record {
+                let mut terms = out
+                    .terms
                     .iter()
                     .map(|(n, t)| {
                         read_f32(t.clone().mean(), n).map(|v| (n.to_string(), f64::from(v[0])))
                     })
-                    .collect::<Result<Vec<_>>>()?
+                    .collect::<Result<Vec<_>>>()?;
+                terms.extend(
+                    model
+                        .logged_scalars(step)
+                        .into_iter()
+                        .map(|(n, v)| (n.to_string(), v)),
+                );
+                terms
             } else {
                 Vec::new()
             };
@@ -366,49 +388,39 @@ impl Trainer {
             step += 1;
             last_loss = loss;
             bar.set_position(step);
-
-            if logging {
+            let images_per_s = record.then(|| {
                 let (t0, s0) = clock;
-                let secs = t0.elapsed().as_secs_f64();
-                let ips = ((step - s0) as f64 * bs as f64) / secs.max(1e-9);
-                clock = (Instant::now(), step);
-                bar.set_message(format!("loss {loss:.4} {ips:.1} img/s"));
-                write_log(
-                    &mut log,
-                    &log_path,
-                    &LogLine {
-                        step,
-                        epoch,
-                        loss: Some(loss),
-                        terms,
-                        val_loss: None,
-                        images_per_s: Some(ips),
-                    },
-                )?;
-            }
+                ((step - s0) as f64 * bs as f64) / t0.elapsed().as_secs_f64().max(1e-9)
+            });
 
             let mut new_best = false;
-            if let Some(val) = val
-                && cfg.val_every > 0
-                && (step.is_multiple_of(cfg.val_every) || step == total)
-            {
+            let mut val_loss = None;
+            if let (Some(val), true) = (val, validating) {
                 let v = self.validate::<B, M, S>(&model, val, step, device)?;
-                write_log(
-                    &mut log,
-                    &log_path,
-                    &LogLine {
-                        step,
-                        epoch,
-                        loss: None,
-                        terms: Vec::new(),
-                        val_loss: Some(v),
-                        images_per_s: None,
-                    },
-                )?;
+                val_loss = Some(v);
                 if v.is_finite() && best_val.is_none_or(|(b, _)| v < b) {
                     best_val = Some((v, step));
                     new_best = true;
                 }
+            }
+            if record {
+                let mut msg = format!(
+                    "loss {loss:.4} {:.1} img/s",
+                    images_per_s.unwrap_or_default()
+                );
+                if let Some((b, _)) = best_val {
+                    msg.push_str(&format!(" best val {b:.4}"));
+                }
+                bar.set_message(msg);
+                log.append(&LogLine {
+                    step,
+                    epoch,
+                    loss: Some(loss),
+                    terms,
+                    learning_rate: Some(cfg.learning_rate),
+                    val_loss,
+                    images_per_s,
+                })?;
             }
             let periodic = cfg.checkpoint_every > 0 && step.is_multiple_of(cfg.checkpoint_every);
             if periodic || new_best || step == total {
@@ -443,6 +455,9 @@ impl Trainer {
                 ckpts.point(Which::Last, &dir, step)?;
                 ckpts.prune(cfg.keep_checkpoints)?;
                 last_ckpt = Some(dir);
+            }
+            if record {
+                clock = (Instant::now(), step);
             }
         }
         bar.finish();
@@ -538,24 +553,144 @@ where
         .map(|v| v.into_iter().collect())
 }
 
-fn write_log(file: &mut std::fs::File, path: &Path, line: &LogLine) -> Result<()> {
-    let mut s = serde_json::to_string(line).map_err(json(path))?;
-    s.push('\n');
-    file.write_all(s.as_bytes()).map_err(io(path))
+/// The two logs of a run directory, open for appending.
+struct RunLog {
+    jsonl: (File, PathBuf),
+    csv: (File, PathBuf),
+    /// The term columns of `log.csv`; `None` until the header is written.
+    columns: Option<Vec<String>>,
 }
 
-/// Drops log lines written after `step` (by a run that died after its last checkpoint).
-fn truncate_log(path: &Path, step: u64) -> Result<()> {
-    if !path.exists() {
-        return Ok(());
+impl RunLog {
+    /// Opens the logs of `run_dir` for a run continuing after `step` (0: a fresh run). Lines
+    /// of records past `step` and incomplete lines (a torn last line) are dropped, the others
+    /// kept byte for byte; both files are rewritten atomically. `log.csv` is rebuilt from the
+    /// records of `log.jsonl` when its header does not fit them (or it is missing).
+    fn open(run_dir: &Path, step: u64) -> Result<Self> {
+        let jsonl_path = run_dir.join(LOG_FILE);
+        let csv_path = run_dir.join(CSV_FILE);
+        let read = |path: &Path| -> Result<String> {
+            if step == 0 || !path.exists() {
+                return Ok(String::new());
+            }
+            std::fs::read_to_string(path).map_err(io(path))
+        };
+        let (jsonl_text, csv_text) = (read(&jsonl_path)?, read(&csv_path)?);
+        let (mut jsonl, mut kept) = (String::new(), Vec::new());
+        for l in complete_lines(&jsonl_text) {
+            if let Ok(line) = serde_json::from_str::<LogLine>(l)
+                && line.step <= step
+            {
+                jsonl.push_str(l);
+                jsonl.push('\n');
+                kept.push(line);
+            }
+        }
+        crate::checkpoint::write_file(&jsonl_path, jsonl.as_bytes())?;
+
+        let columns: Option<Vec<String>> = kept
+            .first()
+            .map(|l| l.terms.iter().map(|(n, _)| n.clone()).collect());
+        let mut csv = String::new();
+        if let Some(columns) = &columns {
+            let header = csv_header(columns);
+            csv.push_str(&header);
+            let mut lines = complete_lines(&csv_text);
+            if lines.next().is_some_and(|h| h == header.trim_end()) {
+                let fields = columns.len() + 6; // rows hold numbers only, never quotes
+                csv.extend(
+                    lines
+                        .filter(|l| {
+                            l.split(',').count() == fields
+                                && l.split(',').next().and_then(|s| s.parse::<u64>().ok())
+                                    <= Some(step)
+                        })
+                        .flat_map(|l| [l, "\n"]),
+                );
+            } else {
+                for line in &kept {
+                    csv.push_str(&csv_row(columns, line));
+                }
+            }
+        }
+        crate::checkpoint::write_file(&csv_path, csv.as_bytes())?;
+        let append = |path: &Path| {
+            std::fs::OpenOptions::new()
+                .append(true)
+                .open(path)
+                .map_err(io(path))
+        };
+        Ok(Self {
+            jsonl: (append(&jsonl_path)?, jsonl_path),
+            csv: (append(&csv_path)?, csv_path),
+            columns,
+        })
     }
-    let text = std::fs::read_to_string(path).map_err(io(path))?;
-    let kept: String = text
-        .lines()
-        .filter(|l| serde_json::from_str::<LogLine>(l).is_ok_and(|line| line.step <= step))
-        .map(|l| format!("{l}\n"))
-        .collect();
-    crate::checkpoint::write_atomic(path, kept.as_bytes())
+
+    /// Appends one record to both logs (each a single write of whole lines).
+    fn append(&mut self, line: &LogLine) -> Result<()> {
+        let (file, path) = &mut self.jsonl;
+        let mut text = serde_json::to_string(line).map_err(json(&*path))?;
+        text.push('\n');
+        file.write_all(text.as_bytes()).map_err(io(&*path))?;
+        let mut text = String::new();
+        let columns = self.columns.get_or_insert_with(|| {
+            let columns: Vec<String> = line.terms.iter().map(|(n, _)| n.clone()).collect();
+            text.push_str(&csv_header(&columns));
+            columns
+        });
+        text.push_str(&csv_row(columns, line));
+        let (file, path) = &mut self.csv;
+        file.write_all(text.as_bytes()).map_err(io(&*path))
+    }
+}
+
+/// The lines of `text` that end with a line break (a torn last line does not), without it.
+fn complete_lines(text: &str) -> impl Iterator<Item = &str> {
+    text.split_inclusive('\n')
+        .filter_map(|l| l.strip_suffix('\n'))
+        .map(|l| l.strip_suffix('\r').unwrap_or(l))
+}
+
+/// A CSV field: quoted when it holds a comma, a quote or a line break.
+fn csv_field(s: &str) -> String {
+    if s.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", s.replace('"', "\"\""))
+    } else {
+        s.to_string()
+    }
+}
+
+fn csv_header(columns: &[String]) -> String {
+    let mut fields = vec!["step".to_string(), "epoch".into(), "loss".into()];
+    fields.extend(columns.iter().map(|c| csv_field(c)));
+    fields.extend([
+        "learning_rate".into(),
+        "images_per_s".into(),
+        "val_loss".into(),
+    ]);
+    fields.join(",") + "\n"
+}
+
+/// A CSV row; a term the header does not name is left out (it stays in `log.jsonl`).
+fn csv_row(columns: &[String], line: &LogLine) -> String {
+    let num = |v: Option<f64>| v.map_or(String::new(), |v| v.to_string());
+    let mut fields = vec![
+        line.step.to_string(),
+        line.epoch.to_string(),
+        num(line.loss),
+    ];
+    fields.extend(
+        columns
+            .iter()
+            .map(|c| num(line.terms.iter().find(|(n, _)| n == c).map(|(_, v)| *v))),
+    );
+    fields.extend([
+        num(line.learning_rate),
+        num(line.images_per_s),
+        num(line.val_loss),
+    ]);
+    fields.join(",") + "\n"
 }
 
 /// Reads `log.jsonl` of a run directory.
@@ -569,4 +704,36 @@ pub fn read_log(run_dir: &Path) -> Result<Vec<LogLine>> {
         .filter(|l| !l.trim().is_empty())
         .map(|l| serde_json::from_str(l).map_err(json(&path)))
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn csv_rows_follow_the_header_and_leave_absent_values_empty() {
+        let columns = vec!["rec_err".to_string(), "a,b".to_string()];
+        assert_eq!(
+            csv_header(&columns),
+            "step,epoch,loss,rec_err,\"a,b\",learning_rate,images_per_s,val_loss\n"
+        );
+        let line = LogLine {
+            step: 7,
+            epoch: 1,
+            loss: Some(0.5),
+            // a term the header does not name is left out; a missing one is empty
+            terms: vec![("other".into(), 9.0), ("rec_err".into(), 0.25)],
+            learning_rate: Some(1e-4),
+            val_loss: None,
+            images_per_s: Some(12.5),
+        };
+        assert_eq!(csv_row(&columns, &line), "7,1,0.5,0.25,,0.0001,12.5,\n");
+        assert_eq!(csv_field("say \"hi\""), "\"say \"\"hi\"\"\"");
+    }
+
+    #[test]
+    fn only_complete_lines_are_kept() {
+        let lines: Vec<&str> = complete_lines("a\r\nb\n\nc").collect();
+        assert_eq!(lines, ["a", "b", ""]);
+    }
 }

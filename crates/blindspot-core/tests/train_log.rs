@@ -1,0 +1,257 @@
+//! The training log (`log.jsonl`, `log.csv`): one record per logged step with the loss, its
+//! terms, the model's logged scalars, the learning rate, the speed and the validation loss;
+//! fresh runs start fresh logs, resumed runs continue them without duplicates.
+
+use std::path::Path;
+
+use blindspot_core::{
+    Batch, Duration, InMemorySlices, Inference, LogLine, LossOutput, MapKind, Model, TrainConfig,
+    Trainer, load_model, masked_l1, read_log, save_model, standard_normal,
+};
+use blindspot_testkit::{TestAutodiffBackend, device, phantom_slices};
+use burn::module::Module;
+use burn::nn::{Linear, LinearConfig};
+use burn::tensor::Tensor;
+use burn::tensor::backend::Backend;
+use rand_chacha::ChaCha8Rng;
+
+const SIZE: usize = 8;
+
+/// A tiny noisy linear autoencoder whose objective has a step-dependent weight (like the
+/// VAE's beta) that it reports through `logged_scalars`.
+#[derive(Module, Debug)]
+struct Tiny<B: Backend> {
+    enc: Linear<B>,
+    dec: Linear<B>,
+}
+
+impl<B: Backend> Tiny<B> {
+    fn new(device: &B::Device) -> Self {
+        Self {
+            enc: LinearConfig::new(SIZE * SIZE, 4).init(device),
+            dec: LinearConfig::new(4, SIZE * SIZE).init(device),
+        }
+    }
+
+    fn weight(step: u64) -> f64 {
+        (step as f64 / 4.0).min(1.0)
+    }
+
+    /// Reconstruction and the per-sample latent energy.
+    fn terms(&self, batch: &Batch<B>, rng: &mut ChaCha8Rng) -> (Tensor<B, 4>, Tensor<B, 1>) {
+        let [n, _, h, w] = batch.images.dims();
+        let x: Tensor<B, 2> = batch.images.clone().reshape([n, h * w]);
+        let z = self.enc.forward(x);
+        let noise = standard_normal::<B, 2>([n, 4], rng, &z.device()).mul_scalar(0.1);
+        let energy: Tensor<B, 1> = z.clone().square().mean_dim(1).reshape([n]);
+        let x_hat = self.dec.forward(z + noise).reshape([n, 1, h, w]);
+        (x_hat, energy)
+    }
+}
+
+impl<B: Backend> Model<B> for Tiny<B> {
+    fn family(&self) -> &'static str {
+        "tiny"
+    }
+
+    fn loss(&self, batch: &Batch<B>, step: u64, rng: &mut ChaCha8Rng) -> LossOutput<B> {
+        let (x_hat, energy) = self.terms(batch, rng);
+        let rec = masked_l1(batch.images.clone(), x_hat, batch.masks.clone());
+        let loss = rec.clone().mean() + energy.clone().mean().mul_scalar(Self::weight(step));
+        LossOutput {
+            loss,
+            terms: vec![("rec_err", rec), ("energy", energy)],
+        }
+    }
+
+    fn logged_scalars(&self, step: u64) -> Vec<(&'static str, f64)> {
+        vec![("beta", Self::weight(step))]
+    }
+
+    fn infer(&self, batch: &Batch<B>, rng: &mut ChaCha8Rng) -> Inference<B> {
+        let (x_hat, _) = self.terms(batch, rng);
+        let rec = masked_l1(batch.images.clone(), x_hat.clone(), batch.masks.clone());
+        Inference {
+            map: x_hat,
+            map_kind: MapKind::Reconstruction,
+            stats: vec![("rec_err", rec)],
+            latent_mean: None,
+        }
+    }
+}
+
+fn slices(n: usize, seed: u64) -> InMemorySlices {
+    let (images, masks) = phantom_slices(n, SIZE, seed);
+    InMemorySlices::new(images, masks, [SIZE, SIZE]).unwrap()
+}
+
+fn config(steps: u64) -> TrainConfig {
+    TrainConfig {
+        learning_rate: 1e-2,
+        batch_size: 4,
+        duration: Duration::Steps(steps),
+        seed: 3,
+        val_every: 3,
+        checkpoint_every: 4,
+        log_every: 2,
+        progress: false,
+        ..TrainConfig::default()
+    }
+}
+
+/// The rows of `log.csv`, each split into fields, after checking the header.
+fn read_csv(run_dir: &Path) -> Vec<Vec<String>> {
+    let text = std::fs::read_to_string(run_dir.join("log.csv")).unwrap();
+    let mut lines = text.lines();
+    assert_eq!(
+        lines.next(),
+        Some("step,epoch,loss,rec_err,energy,beta,learning_rate,images_per_s,val_loss")
+    );
+    lines
+        .map(|l| l.split(',').map(str::to_string).collect())
+        .collect()
+}
+
+/// A log without its timings (the only fields that differ between identical runs).
+fn untimed(log: &[LogLine]) -> Vec<LogLine> {
+    log.iter()
+        .map(|l| LogLine {
+            images_per_s: None,
+            ..l.clone()
+        })
+        .collect()
+}
+
+#[test]
+fn every_logged_step_is_one_record_in_both_logs() {
+    let d = device();
+    let dir = tempfile::tempdir().unwrap();
+    // A stale log of an earlier run that never reached a checkpoint is replaced.
+    std::fs::write(dir.path().join("log.jsonl"), "{\"step\":99,\"epoch\":0}\n").unwrap();
+    let (train, val) = (slices(8, 1), slices(4, 2));
+    Trainer::new(config(6), dir.path())
+        .unwrap()
+        .fit(Tiny::<TestAutodiffBackend>::new(&d), &train, Some(&val), &d)
+        .unwrap();
+
+    let log = read_log(dir.path()).unwrap();
+    // log_every 2 gives 2, 4, 6; validation (every 3 steps) adds 3; 6 is validated and last.
+    let steps: Vec<u64> = log.iter().map(|l| l.step).collect();
+    assert_eq!(steps, [2, 3, 4, 6]);
+    for l in &log {
+        assert_eq!(l.epoch, (l.step - 1) / 2, "2 batches per epoch");
+        assert!(l.loss.unwrap().is_finite());
+        assert_eq!(l.learning_rate, Some(1e-2));
+        assert!(l.images_per_s.unwrap() > 0.0);
+        assert_eq!(l.val_loss.is_some(), l.step % 3 == 0, "step {}", l.step);
+        let names: Vec<&str> = l.terms.iter().map(|(n, _)| n.as_str()).collect();
+        assert_eq!(names, ["rec_err", "energy", "beta"]);
+        // the weight of the step that was taken (0-based step - 1)
+        assert_eq!(
+            l.terms[2].1,
+            Tiny::<TestAutodiffBackend>::weight(l.step - 1)
+        );
+        // the loss is rec + beta * energy, up to f32 rounding
+        let (rec, energy, beta) = (l.terms[0].1, l.terms[1].1, l.terms[2].1);
+        assert!((l.loss.unwrap() - (rec + beta * energy)).abs() < 1e-5);
+    }
+
+    // log.csv holds the same records, absent values as empty cells. (serde_json reads floats
+    // back to within an ulp, so the values are compared to that precision.)
+    let rows = read_csv(dir.path());
+    assert_eq!(rows.len(), log.len());
+    let num = |s: &str| (!s.is_empty()).then(|| s.parse::<f64>().unwrap());
+    let same = |csv: &str, json: Option<f64>| match (num(csv), json) {
+        (Some(a), Some(b)) => (a - b).abs() <= 1e-14 * b.abs(),
+        (a, b) => a == b,
+    };
+    for (row, l) in rows.iter().zip(&log) {
+        assert_eq!(row.len(), 9);
+        assert_eq!(row[0], l.step.to_string());
+        assert_eq!(row[1], l.epoch.to_string());
+        assert!(same(&row[2], l.loss), "{row:?} vs {l:?}");
+        for (k, (_, v)) in l.terms.iter().enumerate() {
+            assert!(same(&row[3 + k], Some(*v)), "{row:?} vs {l:?}");
+        }
+        assert!(same(&row[6], l.learning_rate), "{row:?} vs {l:?}");
+        assert!(same(&row[7], l.images_per_s), "{row:?} vs {l:?}");
+        assert!(same(&row[8], l.val_loss), "{row:?} vs {l:?}");
+    }
+}
+
+#[test]
+fn a_resumed_run_continues_the_logs_without_duplicates() {
+    let d = device();
+    let (train, val) = (slices(8, 1), slices(4, 2));
+    // Every run starts from the same weights (the backend's generator is shared by the tests
+    // running in parallel, so seeding it is not enough).
+    let start = tempfile::tempdir().unwrap();
+    let start = start.path().join("start.safetensors");
+    save_model(&Tiny::<TestAutodiffBackend>::new(&d), &start).unwrap();
+    let init = || load_model(Tiny::<TestAutodiffBackend>::new(&d), &start).unwrap();
+    let cfg = || TrainConfig {
+        log_every: 1,
+        ..config(6)
+    };
+
+    let full = tempfile::tempdir().unwrap();
+    Trainer::new(cfg(), full.path())
+        .unwrap()
+        .fit(init(), &train, Some(&val), &d)
+        .unwrap();
+
+    // A run that died after step 5 with its newest checkpoint at step 4: the checkpoint of
+    // step 6 never happened, and a torn line ends each log.
+    let died = tempfile::tempdir().unwrap();
+    let ckpts = died.path().join("checkpoints");
+    Trainer::new(cfg(), died.path())
+        .unwrap()
+        .fit(init(), &train, Some(&val), &d)
+        .unwrap();
+    std::fs::remove_dir_all(ckpts.join("step-0000000006")).unwrap();
+    std::fs::write(
+        ckpts.join("last.json"),
+        r#"{"dir":"step-0000000004","step":4}"#,
+    )
+    .unwrap();
+    let drop_last_record = |file: &str, torn: &str| {
+        let path = died.path().join(file);
+        let text = std::fs::read_to_string(&path).unwrap();
+        let mut lines: Vec<&str> = text.lines().collect();
+        lines.pop();
+        std::fs::write(&path, format!("{}\n{torn}", lines.join("\n"))).unwrap();
+    };
+    drop_last_record("log.jsonl", r#"{"step":6,"epo"#);
+    drop_last_record("log.csv", "6,2,0.4");
+    assert_eq!(read_csv(died.path()).len(), 6, "5 records and a torn row");
+
+    let resumed = Trainer::new(cfg(), died.path())
+        .unwrap()
+        .fit(init(), &train, Some(&val), &d)
+        .unwrap();
+    assert_eq!(resumed.resumed_from, 4);
+
+    let (a, b) = (
+        read_log(full.path()).unwrap(),
+        read_log(died.path()).unwrap(),
+    );
+    let steps: Vec<u64> = b.iter().map(|l| l.step).collect();
+    assert_eq!(steps, [1, 2, 3, 4, 5, 6]);
+    assert_eq!(
+        untimed(&a),
+        untimed(&b),
+        "the same records as an uninterrupted run"
+    );
+    let without_speed = |rows: Vec<Vec<String>>| {
+        rows.into_iter()
+            .map(|mut r| {
+                r.remove(7);
+                r
+            })
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        without_speed(read_csv(full.path())),
+        without_speed(read_csv(died.path()))
+    );
+}
