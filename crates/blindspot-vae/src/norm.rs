@@ -160,20 +160,27 @@ mod tests {
         };
         let tol = Tolerance::<f32>::absolute(1e-4);
         for _ in 0..3 {
-            // Separate leaves: a backward pass frees the graph it walked.
-            let x = input::<AB>(&device);
-            let (xa, xb) = (x.clone().require_grad(), x.require_grad());
+            // Two independent leaves holding the same values, each read right after its own
+            // backward pass.
+            let data = input::<AB>(&device).into_data();
+            let w = input::<AB>(&device).into_data();
+            let grad_of = |y: Tensor<AB, 4>, x: &Tensor<AB, 4>| {
+                let g = y
+                    .mul(Tensor::from_data(w.clone(), &device))
+                    .sum()
+                    .backward();
+                x.grad(&g)
+                    .expect("the input takes part in the output")
+                    .into_data()
+            };
+            let xa = Tensor::<AB, 4>::from_data(data.clone(), &device).require_grad();
             let a = ours.forward(xa.clone());
+            let xb = Tensor::<AB, 4>::from_data(data, &device).require_grad();
             let b = theirs.forward(xb.clone());
             a.to_data().assert_approx_eq::<f32>(&b.to_data(), tol);
-            // A non-uniform upstream gradient so that the backward pass is not trivially zero.
-            let w = input::<AB>(&device);
-            let ga = a.mul(w.clone()).sum().backward();
-            let gb = b.mul(w).sum().backward();
-            xa.grad(&ga)
-                .unwrap()
-                .to_data()
-                .assert_approx_eq::<f32>(&xb.grad(&gb).unwrap().to_data(), tol);
+            let ga = grad_of(a, &xa);
+            let gb = grad_of(b, &xb);
+            ga.assert_approx_eq::<f32>(&gb, tol);
         }
         ours.running_mean
             .value_sync()
@@ -197,7 +204,7 @@ mod tests {
     fn single_sample_batch() {
         let device = Default::default();
         let bn = BatchNorm2dConfig::new(4).init::<AB>(&device);
-        let x = input::<AB>(&device).slice([0..1]);
+        let x = input::<AB>(&device).narrow(0, 0, 1);
         let y = bn.forward(x).into_data().to_vec::<f32>().unwrap();
         assert!(y.iter().all(|v| v.is_finite()));
         let mean = y[..30].iter().sum::<f32>() / 30.0;

@@ -162,6 +162,11 @@ impl<B: Backend> Model<B> for Vae<B> {
         "vae"
     }
 
+    /// The KL weight β of the step, so that training logs show the warm-up.
+    fn logged_scalars(&self, step: u64) -> Vec<(&'static str, f64)> {
+        vec![("beta", self.beta.beta(step))]
+    }
+
     /// `mean(rec) + β(step)·mean(kl)`, the reconstruction inside the mask from
     /// `mask_start_step` on.
     fn loss(&self, batch: &Batch<B>, step: u64, rng: &mut ChaCha8Rng) -> LossOutput<B> {

@@ -200,6 +200,11 @@ fn training_lowers_the_loss_and_reconstructs_healthy_tissue_better_than_lesions(
         .fit(vae, &train, None, &d)
         .unwrap();
     let log = blindspot_core::read_log(dir.path()).unwrap();
+    // every record carries the KL weight of its step
+    assert!(
+        log.iter()
+            .all(|l| l.terms.contains(&("beta".to_owned(), 0.01)))
+    );
     let first: f64 = log[..5].iter().filter_map(|l| l.loss).sum::<f64>() / 5.0;
     let last: f64 = log[log.len() - 5..]
         .iter()
