@@ -1,7 +1,8 @@
-//! Shared fixtures of the model benchmarks: the paper's VAE on the backend selected by cargo
-//! feature (`flex`, the default, or `ndarray`), a fixed random batch, one training step and one
-//! inference pass. Used by `benches/vae.rs` (criterion) and the `vae-timer` binary behind
-//! `cargo xtask bench model`.
+//! Shared fixtures of the model benchmarks: the paper's VAE on the CPU backend selected by cargo
+//! feature (`flex`, the default; `ndarray`; `ndarray-blas`, burn-ndarray over the system
+//! OpenBLAS; `candle`), a fixed random batch, one training step and one inference pass. Used by
+//! `benches/vae.rs` (criterion) and the `vae-timer` binary behind `cargo xtask bench model`.
+//! When several backend features are enabled, the first of candle, ndarray, flex is used.
 
 use blindspot_core::{Batch, Model, seeded};
 use blindspot_vae::{BackboneConfig, BetaSchedule, Vae, VaeConfig};
@@ -13,24 +14,46 @@ use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 
 /// The CPU backend under test.
-#[cfg(feature = "ndarray")]
+#[cfg(feature = "candle")]
+#[allow(deprecated)] // burn 0.21 deprecates burn-candle; it is here only to be measured
+pub type Cpu = burn_candle::Candle<f32, i64>;
+/// The CPU backend under test.
+#[cfg(all(feature = "ndarray", not(feature = "candle")))]
 pub type Cpu = burn_ndarray::NdArray<f32>;
 /// The CPU backend under test.
-#[cfg(all(feature = "flex", not(feature = "ndarray")))]
+#[cfg(all(feature = "flex", not(any(feature = "ndarray", feature = "candle"))))]
 pub type Cpu = burn_flex::Flex;
 
-#[cfg(not(any(feature = "flex", feature = "ndarray")))]
-compile_error!("enable the `flex` (default) or `ndarray` feature of blindspot-benches");
+#[cfg(not(any(feature = "flex", feature = "ndarray", feature = "candle")))]
+compile_error!(
+    "enable one backend feature of blindspot-benches: `flex` (default), `ndarray`, `ndarray-blas` or `candle`"
+);
 
 /// The training backend.
 pub type Train = Autodiff<Cpu>;
 
-/// The backend's name for reports.
-pub const BACKEND: &str = if cfg!(feature = "ndarray") {
+/// The backend's name for reports (`burn-ndarray+openblas` for the `ndarray-blas` feature).
+pub const BACKEND: &str = if cfg!(feature = "candle") {
+    "burn-candle"
+} else if cfg!(feature = "ndarray-blas") {
+    "burn-ndarray+openblas"
+} else if cfg!(feature = "ndarray") {
     "burn-ndarray"
 } else {
     "burn-flex"
 };
+
+/// The median of a sample (the mean of the two middle values for an even count; NaN for an
+/// empty sample). Sorts `xs` in place by `f64::total_cmp`.
+pub fn median(xs: &mut [f64]) -> f64 {
+    xs.sort_by(f64::total_cmp);
+    let n = xs.len();
+    match n {
+        0 => f64::NAN,
+        _ if n % 2 == 1 => xs[n / 2],
+        _ => 0.5 * (xs[n / 2 - 1] + xs[n / 2]),
+    }
+}
 
 /// Everything a VAE timing needs, built outside the timed region.
 pub struct VaeBench {
@@ -114,4 +137,17 @@ pub fn infer(model: &Vae<Cpu>, batch: &Batch<Cpu>, rng: &mut ChaCha8Rng) -> usiz
         .into_host()
         .map(|o| o.map.len())
         .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::median;
+
+    #[test]
+    fn median_of_odd_even_and_empty_samples() {
+        assert_eq!(median(&mut [3.0, 1.0, 2.0]), 2.0);
+        assert_eq!(median(&mut [4.0, 1.0, 3.0, 2.0]), 2.5);
+        assert_eq!(median(&mut [7.0]), 7.0);
+        assert!(median(&mut []).is_nan());
+    }
 }

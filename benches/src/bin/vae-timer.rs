@@ -7,7 +7,7 @@
 use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
-use blindspot_benches::{BACKEND, VaeBench, infer};
+use blindspot_benches::{BACKEND, VaeBench, infer, median};
 use rand::SeedableRng;
 
 fn arg<T: std::str::FromStr>(args: &[String], name: &str, default: T) -> Result<T> {
@@ -18,16 +18,6 @@ fn arg<T: std::str::FromStr>(args: &[String], name: &str, default: T) -> Result<
             .parse()
             .map_err(|_| anyhow::anyhow!("invalid value for {name}: {:?}", args.get(i + 1))),
         None => Ok(default),
-    }
-}
-
-fn median(mut xs: Vec<f64>) -> f64 {
-    xs.sort_by(f64::total_cmp);
-    let n = xs.len();
-    if n % 2 == 1 {
-        xs[n / 2]
-    } else {
-        0.5 * (xs[n / 2 - 1] + xs[n / 2])
     }
 }
 
@@ -64,7 +54,7 @@ fn main() -> Result<()> {
         }
     }
     let threads = std::env::var("RAYON_NUM_THREADS").unwrap_or_else(|_| "all".into());
-    let (t, i) = (median(train), median(inference));
+    let (t, i) = (median(&mut train), median(&mut inference));
     println!(
         "{}",
         serde_json::json!({

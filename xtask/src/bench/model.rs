@@ -21,22 +21,32 @@ pub struct Args {
     /// Image side.
     #[arg(long, default_value_t = 128)]
     size: usize,
+    /// Channel width multiplier of the VAE (the quickstart uses 0.5).
+    #[arg(long, default_value_t = 1.0)]
+    width: f64,
     /// Threads for both sides (RAYON_NUM_THREADS for burn, torch.set_num_threads).
     #[arg(long, default_value_t = 2)]
     threads: usize,
-    /// Timed iterations per side and round (after 2 warm-up iterations).
+    /// Timed iterations per side and round.
     #[arg(long, default_value_t = 10)]
     steps: usize,
+    /// Untimed warm-up iterations before them.
+    #[arg(long, default_value_t = 2)]
+    warmup: usize,
     /// Alternating rounds of the two sides.
     #[arg(long, default_value_t = 1)]
     rounds: usize,
-    /// burn CPU backend: flex (default) or ndarray.
+    /// burn CPU backend: flex (default), ndarray, ndarray-blas (over the system OpenBLAS) or
+    /// candle.
     #[arg(long, default_value = "flex")]
     backend: String,
     /// Skip PyTorch (blindspot only).
     #[arg(long)]
     no_torch: bool,
 }
+
+/// The CPU backend features of `blindspot-benches`.
+const BACKENDS: &[&str] = &["flex", "ndarray", "ndarray-blas", "candle"];
 
 fn json_line(out: &str, who: &str) -> Result<Value> {
     let line = out
@@ -54,11 +64,18 @@ fn field(v: &Value, key: &str) -> Result<f64> {
 }
 
 pub fn run(a: Args) -> Result<()> {
-    if !["flex", "ndarray"].contains(&a.backend.as_str()) {
-        bail!("--backend {}: allowed flex or ndarray", a.backend);
+    if !BACKENDS.contains(&a.backend.as_str()) {
+        bail!(
+            "--backend {}: allowed {} (features of blindspot-benches)",
+            a.backend,
+            BACKENDS.join(", ")
+        );
     }
     if a.rounds == 0 || a.steps == 0 || a.threads == 0 {
         bail!("--rounds, --steps and --threads must be >= 1");
+    }
+    if !(a.width.is_finite() && a.width > 0.0) {
+        bail!("--width {}: allowed a number > 0", a.width);
     }
     let root = workspace_root();
     let features: Vec<String> = if a.backend == "flex" {
@@ -86,11 +103,16 @@ pub fn run(a: Args) -> Result<()> {
         a.batch.to_string(),
         "--size".into(),
         a.size.to_string(),
+        "--width".into(),
+        a.width.to_string(),
         "--steps".into(),
         a.steps.to_string(),
+        "--warmup".into(),
+        a.warmup.to_string(),
     ];
 
     let (mut ours_t, mut ours_i, mut torch_t, mut torch_i) = (vec![], vec![], vec![], vec![]);
+    let mut backend_name = a.backend.clone();
     for round in 0..a.rounds {
         let mut ours = cargo();
         ours.arg("run");
@@ -99,6 +121,9 @@ pub fn run(a: Args) -> Result<()> {
             .args(&sizes)
             .env("RAYON_NUM_THREADS", a.threads.to_string());
         let v = json_line(&crate::output(&mut ours)?, "vae-timer")?;
+        if let Some(b) = v.get("backend").and_then(Value::as_str) {
+            backend_name = b.to_string();
+        }
         ours_t.push(field(&v, "train_step_ms_median")?);
         ours_i.push(field(&v, "infer_ms_median")?);
         eprintln!("round {round}: blindspot {v}");
@@ -117,13 +142,13 @@ pub fn run(a: Args) -> Result<()> {
     }
     let (bt, bi) = (median(&mut ours_t), median(&mut ours_i));
     println!(
-        "VAE batch {} at {}x{}, {} threads, median over {} rounds x {} steps",
-        a.batch, a.size, a.size, a.threads, a.rounds, a.steps
+        "VAE batch {} at {}x{}, width {}, {} threads, median over {} rounds x {} steps",
+        a.batch, a.size, a.size, a.width, a.threads, a.rounds, a.steps
     );
     println!("{:<28}{:>14}{:>14}", "", "train step ms", "inference ms");
     println!(
         "{:<28}{bt:>14.1}{bi:>14.1}",
-        format!("blindspot (burn-{})", a.backend)
+        format!("blindspot ({})", backend_name)
     );
     if py.is_some() {
         let (tt, ti) = (median(&mut torch_t), median(&mut torch_i));
