@@ -1298,6 +1298,22 @@ fn pixel_metrics(
         healthy_fpr_at_threshold: (healthy > 0)
             .then(|| Estimate::point(fp as f64 / healthy as f64)),
     };
+    if healthy > 0 {
+        // healthy-pixel FPR above each distinct score, for every set with healthy pixels
+        let negatives = ranked.negatives() as f64;
+        let mut above = 0u64;
+        let fvt: Vec<[f64; 2]> = ranked
+            .tallies()
+            .filter(|t| t.negatives > 0 && t.score.is_finite())
+            .map(|t| {
+                above += t.negatives;
+                [t.score, above as f64 / negatives]
+            })
+            .collect();
+        curves
+            .fpr_vs_threshold
+            .push(Curve::thinned(method, &fvt, curve_points));
+    }
     if has_lesion && healthy > 0 {
         m.auroc = Some(Estimate::point(ranked.auroc()?));
         m.ap = Some(Estimate::point(ranked.average_precision()?));
@@ -1319,16 +1335,6 @@ fn pixel_metrics(
             .map(|(&x, &y)| [x, y])
             .collect();
         curves.roc.push(Curve::thinned(method, &pts, curve_points));
-        let fvt: Vec<[f64; 2]> = roc
-            .thresholds
-            .iter()
-            .zip(&roc.fpr)
-            .filter(|(t, _)| t.is_finite())
-            .map(|(&t, &f)| [t, f])
-            .collect();
-        curves
-            .fpr_vs_threshold
-            .push(Curve::thinned(method, &fvt, curve_points));
         let pr = ranked.pr_curve()?;
         let pts: Vec<[f64; 2]> = pr
             .recall
@@ -1572,11 +1578,26 @@ fn evaluate_sets(
         });
     }
     for &s in &ev.statistics {
+        // one group per set, split healthy / lesional where the set has lesional slices
         let values: Vec<(String, Vec<f64>)> = tests
             .iter()
-            .map(|t| {
-                let v = t.records.iter().filter_map(|r| r.get(s).ok()).collect();
-                (t.name.clone(), v)
+            .flat_map(|t| {
+                let of = |lesional: bool| -> Vec<f64> {
+                    t.records
+                        .iter()
+                        .filter(|r| r.is_lesional(rule) == lesional)
+                        .filter_map(|r| r.get(s).ok())
+                        .collect()
+                };
+                let lesional = of(true);
+                if lesional.is_empty() {
+                    vec![(t.name.clone(), of(false))]
+                } else {
+                    vec![
+                        (format!("{} (healthy slices)", t.name), of(false)),
+                        (format!("{} (lesional slices)", t.name), lesional),
+                    ]
+                }
             })
             .collect();
         let groups: Vec<(&str, &[f64])> = values

@@ -162,10 +162,16 @@ fn skull_scans_ship_the_head_as_mask() {
     let is = |i: usize, t: Tissue| s.tissue.data[i] == t as u8;
     for i in 0..shipped.data.len() {
         if s.brain_mask.data[i] != 0 || is(i, Tissue::Scalp) || is(i, Tissue::Bone) {
-            assert_eq!(shipped.data[i], 1, "voxel {i} (brain, scalp or bone) is in the head mask");
+            assert_eq!(
+                shipped.data[i], 1,
+                "voxel {i} (brain, scalp or bone) is in the head mask"
+            );
         }
         if is(i, Tissue::Background) && s.brain_mask.data[i] == 0 {
-            assert_eq!(shipped.data[i], 0, "background voxel {i} is outside the head mask");
+            assert_eq!(
+                shipped.data[i], 0,
+                "background voxel {i} is outside the head mask"
+            );
         }
     }
     assert!(count(&shipped.data) > count(&s.brain_mask.data) * 5 / 4);
