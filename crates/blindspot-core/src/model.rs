@@ -15,7 +15,7 @@ pub mod stat {
     /// KL divergence to the prior, averaged over latent dimensions (the paper's `kl_div`).
     pub const KL_DIV: &str = "kl_div";
     /// The paper's coded "ELBO", `rec_err - kl_div` (higher = more anomalous; see
-    /// paper-method.md 4.1).
+    /// docs/method.md 4.1).
     pub const ELBO: &str = "elbo";
     /// The negative ELBO up to constants, `rec_err + beta * kl_div`.
     pub const NEG_ELBO: &str = "neg_elbo";

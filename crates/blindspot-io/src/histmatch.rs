@@ -2,7 +2,7 @@
 //!
 //! The intensities of a volume are mapped piecewise-linearly so that a set of its percentiles
 //! (the *landmarks*) land on the same percentiles of a reference volume (Nyúl, Udupa & Zhang,
-//! 2000). The paper matches BraTS to a CamCAN T2 reference this way (paper-method.md 1.3).
+//! 2000). The paper matches BraTS to a CamCAN T2 reference this way (docs/method.md 1.3).
 //!
 //! What this module does, and how it differs from the authors' code:
 //!

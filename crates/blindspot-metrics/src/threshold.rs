@@ -3,7 +3,7 @@
 //! - The exact way: [`crate::threshold_for_fpr`] (or [`crate::RankedScores::threshold_for_fpr`])
 //!   returns the order statistic that gives the target pixel FPR on the pooled healthy brain
 //!   pixels.
-//! - The paper's way, kept for comparison (paper-method.md section 3.2): golden-section search
+//! - The paper's way, kept for comparison (docs/method.md section 3.2): golden-section search
 //!   on `|mean_b FPR_b(t) - target|` over `[0, 2]` with tolerance 0.001, where `FPR_b` is the
 //!   false-positive rate of batch `b` and the mean is over batches (not pooled). The objective
 //!   is a step function, so the search may stop on a plateau away from the exact threshold.

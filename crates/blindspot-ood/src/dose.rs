@@ -1,4 +1,4 @@
-//! DoSE, Density of States Estimation (paper-method.md 4.3).
+//! DoSE, Density of States Estimation (docs/method.md 4.3).
 //!
 //! One [`GaussianKde`] per statistic, fitted on healthy training slices. The score of a slice
 //! sums the per-statistic log-densities (the original DoSE, [`Statistic::Dose`]); the paper's

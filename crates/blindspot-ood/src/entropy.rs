@@ -1,4 +1,4 @@
-//! Residual entropy `H_l1`, the paper's "prior knowledge" statistic (paper-method.md 4.4).
+//! Residual entropy `H_l1`, the paper's "prior knowledge" statistic (docs/method.md 4.4).
 //!
 //! A lesion is local and hyper-intense: its residual concentrates on few pixels and has a low
 //! normalised entropy. A domain shift (scanner, modality, flip, noise) spreads the residual

@@ -1,4 +1,4 @@
-//! Evaluation the paper's way (paper-method.md 4 and 5) and beyond.
+//! Evaluation the paper's way (docs/method.md 4 and 5) and beyond.
 //!
 //! - [`detection_set`]: OOD detection of one test set against in-distribution slices in the
 //!   three modes `all`, `lesional`, `healthy` ([`OodMode`]).
@@ -219,7 +219,7 @@ pub fn detection_set(
     Ok(set)
 }
 
-/// Disentangling (paper-method.md 5): negatives are healthy ID slices plus the healthy slices
+/// Disentangling (docs/method.md 5): negatives are healthy ID slices plus the healthy slices
 /// of every test set, positives are the lesional slices of every test set.
 ///
 /// With [`IdNegatives::Matched`] the number of ID negatives equals the number of healthy OOD

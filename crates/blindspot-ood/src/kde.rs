@@ -1,7 +1,7 @@
 //! One-dimensional Gaussian kernel density estimation, exact to f64 resolution and fast.
 //!
 //! [`GaussianKde`] reproduces `scipy.stats.gaussian_kde` for 1-D data, the building block of
-//! DoSE (paper-method.md section 4.3):
+//! DoSE (docs/method.md section 4.3):
 //!
 //! - bandwidth by Scott's rule exactly as scipy defines it: `factor = n^(-1/5)` and kernel
 //!   standard deviation `sigma = factor * std(values, ddof = 1)`;

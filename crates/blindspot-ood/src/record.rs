@@ -97,10 +97,10 @@ pub enum Statistic {
     /// The negative ELBO in nats, a proper upper bound on `-log p(x)` (the model's own, or
     /// [`crate::slice::neg_elbo_laplace`]). Higher is OOD.
     NegElbo,
-    /// The paper's coded "ELBO", `rec_err - kl_div` (paper-method.md 4.1, a [BUG?] kept as a
+    /// The paper's coded "ELBO", `rec_err - kl_div` (docs/method.md 4.1, a [BUG?] kept as a
     /// named variant for faithful reproduction). Higher is OOD, as the paper used it.
     CodedElbo,
-    /// Residual entropy `H_l1` exactly as the paper codes it (paper-method.md 4.4). Lower is
+    /// Residual entropy `H_l1` exactly as the paper codes it (docs/method.md 4.4). Lower is
     /// OOD: a lesion concentrates the residual (low entropy).
     Entropy,
     /// The cleaner residual entropy of [`crate::entropy::residual_entropy_clean`]. Lower is OOD.
@@ -112,7 +112,7 @@ pub enum Statistic {
     /// Mahalanobis distance of the latent mean from the healthy latent distribution. Higher is OOD.
     Mahalanobis,
     /// The paper's ensemble WAIC: mean minus population variance over members of the coded
-    /// ELBO (paper-method.md 4.2). Higher is OOD, as the paper used it.
+    /// ELBO (docs/method.md 4.2). Higher is OOD, as the paper used it.
     Waic,
     /// WAIC of Choi et al. on the log-likelihood bound, negated: `mean + var` over members of
     /// [`Statistic::NegElbo`]. Higher is OOD.
@@ -120,7 +120,7 @@ pub enum Statistic {
     /// DoSE as published (Morningstar et al. 2021): the sum of per-statistic KDE
     /// log-densities. Lower is OOD.
     Dose,
-    /// The paper's DoSE variant: the sum of raw KDE densities (paper-method.md 4.3). Lower is OOD.
+    /// The paper's DoSE variant: the sum of raw KDE densities (docs/method.md 4.3). Lower is OOD.
     DoseDensitySum,
 }
 

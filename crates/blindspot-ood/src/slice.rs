@@ -3,7 +3,7 @@
 //! The model crates hand in, per slice, the input and its reconstruction (or an anomaly map
 //! such as a per-pixel NLL), the brain mask, and the scalars they compute themselves (KL,
 //! ELBO, log-likelihood, latent mean). This module post-processes the residual the paper's way
-//! (paper-method.md 3.1) and computes every per-slice statistic it can.
+//! (docs/method.md 3.1) and computes every per-slice statistic it can.
 
 use blindspot_metrics::{Connectivity, erode, median_filter};
 use serde::{Deserialize, Serialize};
@@ -25,7 +25,7 @@ pub enum ResidualKind {
     Absolute,
 }
 
-/// The paper's residual post-processing (paper-method.md 3.1).
+/// The paper's residual post-processing (docs/method.md 3.1).
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct PostprocessConfig {

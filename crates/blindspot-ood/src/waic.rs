@@ -1,4 +1,4 @@
-//! WAIC over a deep ensemble (paper-method.md 4.2), with slices aligned by identity.
+//! WAIC over a deep ensemble (docs/method.md 4.2), with slices aligned by identity.
 //!
 //! The paper's code aligned members by loader position, which mixes up slices as soon as a
 //! loader shuffles or a dataset is random. Here every member hands in its records, and the

@@ -1,5 +1,5 @@
 //! The Baur et al. (2020) convolutional encoder and decoder shared by the VAE and the
-//! autoencoders (paper-method.md 2.1).
+//! autoencoders (docs/method.md 2.1).
 
 use burn::config::Config;
 use burn::module::Module;

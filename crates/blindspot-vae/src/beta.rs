@@ -1,4 +1,4 @@
-//! Beta annealing schedules of the KL term (paper-method.md 2.1). `t` is the global training
+//! Beta annealing schedules of the KL term (docs/method.md 2.1). `t` is the global training
 //! step, counted in batches.
 
 use serde::{Deserialize, Serialize};

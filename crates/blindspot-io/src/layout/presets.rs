@@ -1,4 +1,4 @@
-//! Named layouts of the public datasets the paper uses (paper-method.md 1.1-1.2).
+//! Named layouts of the public datasets the paper uses (docs/method.md 1.1-1.2).
 //!
 //! | preset   | modalities (default first)   | image file                                   | brain mask                     | lesion mask        |
 //! |----------|------------------------------|----------------------------------------------|--------------------------------|--------------------|
