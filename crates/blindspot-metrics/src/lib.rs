@@ -1,6 +1,8 @@
 //! blindspot-metrics: every number blindspot reports, computed exactly over the whole dataset
 //! in `f64`, never averaged per batch.
 //!
+//! - [`adequacy`]: whether a reconstruction model learned the anatomy: its error beside the
+//!   position-mean image's and a σ = 1 blur's, and the score between them.
 //! - [`rank`]: [`RankAccumulator`] (mergeable across batches and shards, serde) and
 //!   [`RankedScores`]: AUROC (tie-aware, = scikit-learn's `roc_auc_score`), average precision
 //!   (step definition, = `average_precision_score`), ROC / PR curves, FPR at a TPR, the best
@@ -15,6 +17,7 @@
 //! never a silent 0.5 or a panic. This crate never depends on burn (an architecture invariant
 //! checked by `cargo xtask validate`).
 
+pub mod adequacy;
 pub mod bootstrap;
 pub mod error;
 pub mod overlap;
@@ -23,6 +26,10 @@ pub mod rank;
 pub mod score;
 pub mod threshold;
 
+pub use adequacy::{
+    Adequacy, AdequacyReference, PositionMean, PositionMeanImages, ReferenceErrors, gaussian_blur,
+    masked_mae,
+};
 pub use bootstrap::{
     BootstrapConfig, ConfidenceInterval, PairedComparison, SubjectGroups, bootstrap_auroc,
     bootstrap_ci, paired_bootstrap,
