@@ -27,7 +27,7 @@ pub use model::{
     Batch, Inference, LossOutput, MapKind, Model, SliceOutputs, masked_l1, standard_normal, stat,
     trainable_params,
 };
-pub use train::{Duration, Fitted, LogLine, TrainConfig, Trainer, read_log};
+pub use train::{Duration, Fitted, LogLine, TrainConfig, Trainer, read_log, validation_indices};
 
 /// Seeds the backend's own generator (used by parameter initialisers) and returns a ChaCha8
 /// generator for everything blindspot draws itself. The same seed gives the same numbers on

@@ -52,7 +52,8 @@ pub struct TrainConfig {
     pub seed: u64,
     /// Validate every this many steps (0: never).
     pub val_every: u64,
-    /// At most this many validation batches per validation (0: all).
+    /// At most this many validation batches per validation (0: all); the slices are then
+    /// spread evenly over the validation set ([`validation_indices`]).
     pub val_batches: usize,
     /// Write a checkpoint every this many steps (0: only at the end and at new best).
     pub checkpoint_every: u64,
@@ -167,8 +168,9 @@ pub struct Fitted<M> {
 ///
 /// A record is written every `log_every` steps, at the last step and at every validation, at
 /// most one per step. `log.csv` has the columns `step,epoch,loss,<terms>,learning_rate,
-/// images_per_s,val_loss`, the term columns named after the terms of the run's first record;
-/// an absent value is an empty cell.
+/// images_per_s,val_loss,<val_terms>`, the term columns named after the terms of the run's
+/// first record and the validation columns `val_<term>` after its loss terms (not the model's
+/// logged scalars); an absent value is an empty cell.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct LogLine {
     /// Steps completed.
@@ -188,6 +190,9 @@ pub struct LogLine {
     /// Validation loss, when the model was validated at this step.
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub val_loss: Option<f64>,
+    /// Validation means of the loss terms (`rec_err`, `kl_div`, ...), when validated.
+    #[serde(skip_serializing_if = "Vec::is_empty", default)]
+    pub val_terms: Vec<(String, f64)>,
     /// Training throughput since the previous record (validation time excluded).
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub images_per_s: Option<f64>,
@@ -322,7 +327,12 @@ impl Trainer {
             &cfg_path,
             &serde_json::to_vec_pretty(cfg).map_err(json(&cfg_path))?,
         )?;
-        let mut log = RunLog::open(&self.run_dir, step)?;
+        let scalars = model
+            .logged_scalars(step)
+            .into_iter()
+            .map(|(n, _)| n.to_string())
+            .collect();
+        let mut log = RunLog::open(&self.run_dir, step, scalars)?;
 
         let bar = if cfg.progress {
             let b = indicatif::ProgressBar::new(total);
@@ -394,10 +404,11 @@ impl Trainer {
             });
 
             let mut new_best = false;
-            let mut val_loss = None;
+            let (mut val_loss, mut val_terms) = (None, Vec::new());
             if let (Some(val), true) = (val, validating) {
-                let v = self.validate::<B, M, S>(&model, val, step, device)?;
+                let (v, terms) = self.validate::<B, M, S>(&model, val, step, device)?;
                 val_loss = Some(v);
+                val_terms = terms;
                 if v.is_finite() && best_val.is_none_or(|(b, _)| v < b) {
                     best_val = Some((v, step));
                     new_best = true;
@@ -419,6 +430,7 @@ impl Trainer {
                     terms,
                     learning_rate: Some(cfg.learning_rate),
                     val_loss,
+                    val_terms,
                     images_per_s,
                 })?;
             }
@@ -472,10 +484,16 @@ impl Trainer {
         })
     }
 
-    /// Mean validation loss over the first `val_batches` batches of `val` in order, with the
-    /// model in evaluation mode and a noise stream of its own (validation never moves the
+    /// Mean validation loss and loss terms over the slices of [`validation_indices`], with
+    /// the model in evaluation mode and a noise stream of its own (validation never moves the
     /// training RNG).
-    fn validate<B, M, S>(&self, model: &M, val: &S, step: u64, device: &B::Device) -> Result<f64>
+    fn validate<B, M, S>(
+        &self,
+        model: &M,
+        val: &S,
+        step: u64,
+        device: &B::Device,
+    ) -> Result<(f64, Vec<(String, f64)>)>
     where
         B: AutodiffBackend,
         M: Model<B> + AutodiffModule<B>,
@@ -484,27 +502,31 @@ impl Trainer {
     {
         let inner = model.valid();
         let bs = self.config.batch_size;
-        let n_batches = val.len().div_ceil(bs);
-        let n_batches = if self.config.val_batches == 0 {
-            n_batches
-        } else {
-            n_batches.min(self.config.val_batches)
-        };
         let mut rng = ChaCha8Rng::seed_from_u64(self.config.seed);
         rng.set_stream(u64::MAX);
         let (mut sum, mut count) = (0.0, 0usize);
-        for b in 0..n_batches {
-            let indices: Vec<usize> = (b * bs..((b + 1) * bs).min(val.len())).collect();
-            let batch = load_batch::<B::InnerBackend, S>(val, &indices, device)?;
+        let mut terms: Vec<(String, f64)> = Vec::new();
+        for indices in validation_indices(val.len(), bs, self.config.val_batches).chunks(bs) {
+            let batch = load_batch::<B::InnerBackend, S>(val, indices, device)?;
             let out = inner.loss(&batch, step, &mut rng);
             sum += f64::from(read_f32(out.loss, "val_loss")?[0]) * indices.len() as f64;
             count += indices.len();
+            for (k, (name, t)) in out.terms.into_iter().enumerate() {
+                let v: f64 = read_f32(t, name)?.into_iter().map(f64::from).sum();
+                match terms.get_mut(k) {
+                    Some((_, s)) => *s += v,
+                    None => terms.push((name.to_string(), v)),
+                }
+            }
         }
-        Ok(if count == 0 {
-            f64::NAN
-        } else {
-            sum / count as f64
-        })
+        if count == 0 {
+            return Ok((f64::NAN, Vec::new()));
+        }
+        let n = count as f64;
+        Ok((
+            sum / n,
+            terms.into_iter().map(|(name, s)| (name, s / n)).collect(),
+        ))
     }
 
     fn check_resume(&self, state: &RunState, family: &str, path: &Path) -> Result<()> {
@@ -541,6 +563,17 @@ impl Trainer {
     }
 }
 
+/// The validation slices of a validation: all `len` slices when `val_batches` is 0 or covers
+/// them, else `val_batches · batch_size` slices spread evenly over the set (slice
+/// `⌊i · len / k⌋` for `i < k`), so that a short validation still sees every subject.
+pub fn validation_indices(len: usize, batch_size: usize, val_batches: usize) -> Vec<usize> {
+    let k = val_batches.saturating_mul(batch_size);
+    if val_batches == 0 || k >= len {
+        return (0..len).collect();
+    }
+    (0..k).map(|i| i * len / k).collect()
+}
+
 /// Rewrites the parameter ids of an optimizer record; `None` when an id has no image.
 fn remap_ids<R, V>(record: R, mut f: impl FnMut(ParamId) -> Option<ParamId>) -> Option<R>
 where
@@ -558,7 +591,33 @@ struct RunLog {
     jsonl: (File, PathBuf),
     csv: (File, PathBuf),
     /// The term columns of `log.csv`; `None` until the header is written.
-    columns: Option<Vec<String>>,
+    columns: Option<Columns>,
+    /// Names of the model's logged scalars (no validation column for them).
+    scalars: Vec<String>,
+}
+
+/// The variable columns of `log.csv`: the terms of the first record, and the validation
+/// columns (its loss terms, without the model's logged scalars).
+#[derive(Debug, Clone, PartialEq)]
+struct Columns {
+    terms: Vec<String>,
+    val: Vec<String>,
+}
+
+impl Columns {
+    fn of(line: &LogLine, scalars: &[String]) -> Self {
+        let terms: Vec<String> = line.terms.iter().map(|(n, _)| n.clone()).collect();
+        let val = terms
+            .iter()
+            .filter(|t| !scalars.contains(t))
+            .cloned()
+            .collect();
+        Self { terms, val }
+    }
+
+    fn count(&self) -> usize {
+        self.terms.len() + self.val.len() + 6
+    }
 }
 
 impl RunLog {
@@ -566,7 +625,7 @@ impl RunLog {
     /// of records past `step` and incomplete lines (a torn last line) are dropped, the others
     /// kept byte for byte; both files are rewritten atomically. `log.csv` is rebuilt from the
     /// records of `log.jsonl` when its header does not fit them (or it is missing).
-    fn open(run_dir: &Path, step: u64) -> Result<Self> {
+    fn open(run_dir: &Path, step: u64, scalars: Vec<String>) -> Result<Self> {
         let jsonl_path = run_dir.join(LOG_FILE);
         let csv_path = run_dir.join(CSV_FILE);
         let read = |path: &Path| -> Result<String> {
@@ -588,16 +647,14 @@ impl RunLog {
         }
         crate::checkpoint::write_file(&jsonl_path, jsonl.as_bytes())?;
 
-        let columns: Option<Vec<String>> = kept
-            .first()
-            .map(|l| l.terms.iter().map(|(n, _)| n.clone()).collect());
+        let columns: Option<Columns> = kept.first().map(|l| Columns::of(l, &scalars));
         let mut csv = String::new();
         if let Some(columns) = &columns {
             let header = csv_header(columns);
             csv.push_str(&header);
             let mut lines = complete_lines(&csv_text);
             if lines.next().is_some_and(|h| h == header.trim_end()) {
-                let fields = columns.len() + 6; // rows hold numbers only, never quotes
+                let fields = columns.count(); // rows hold numbers only, never quotes
                 csv.extend(
                     lines
                         .filter(|l| {
@@ -624,6 +681,7 @@ impl RunLog {
             jsonl: (append(&jsonl_path)?, jsonl_path),
             csv: (append(&csv_path)?, csv_path),
             columns,
+            scalars,
         })
     }
 
@@ -634,8 +692,9 @@ impl RunLog {
         text.push('\n');
         file.write_all(text.as_bytes()).map_err(io(&*path))?;
         let mut text = String::new();
+        let scalars = &self.scalars;
         let columns = self.columns.get_or_insert_with(|| {
-            let columns: Vec<String> = line.terms.iter().map(|(n, _)| n.clone()).collect();
+            let columns = Columns::of(line, scalars);
             text.push_str(&csv_header(&columns));
             columns
         });
@@ -661,35 +720,36 @@ fn csv_field(s: &str) -> String {
     }
 }
 
-fn csv_header(columns: &[String]) -> String {
+fn csv_header(columns: &Columns) -> String {
     let mut fields = vec!["step".to_string(), "epoch".into(), "loss".into()];
-    fields.extend(columns.iter().map(|c| csv_field(c)));
+    fields.extend(columns.terms.iter().map(|c| csv_field(c)));
     fields.extend([
         "learning_rate".into(),
         "images_per_s".into(),
         "val_loss".into(),
     ]);
+    fields.extend(columns.val.iter().map(|c| csv_field(&format!("val_{c}"))));
     fields.join(",") + "\n"
 }
 
 /// A CSV row; a term the header does not name is left out (it stays in `log.jsonl`).
-fn csv_row(columns: &[String], line: &LogLine) -> String {
+fn csv_row(columns: &Columns, line: &LogLine) -> String {
     let num = |v: Option<f64>| v.map_or(String::new(), |v| v.to_string());
     let mut fields = vec![
         line.step.to_string(),
         line.epoch.to_string(),
         num(line.loss),
     ];
-    fields.extend(
-        columns
-            .iter()
-            .map(|c| num(line.terms.iter().find(|(n, _)| n == c).map(|(_, v)| *v))),
-    );
+    let find = |terms: &[(String, f64)], c: &String| {
+        num(terms.iter().find(|(n, _)| n == c).map(|(_, v)| *v))
+    };
+    fields.extend(columns.terms.iter().map(|c| find(&line.terms, c)));
     fields.extend([
         num(line.learning_rate),
         num(line.images_per_s),
         num(line.val_loss),
     ]);
+    fields.extend(columns.val.iter().map(|c| find(&line.val_terms, c)));
     fields.join(",") + "\n"
 }
 
@@ -712,10 +772,13 @@ mod tests {
 
     #[test]
     fn csv_rows_follow_the_header_and_leave_absent_values_empty() {
-        let columns = vec!["rec_err".to_string(), "a,b".to_string()];
+        let columns = Columns {
+            terms: vec!["rec_err".to_string(), "a,b".to_string()],
+            val: vec!["rec_err".to_string()],
+        };
         assert_eq!(
             csv_header(&columns),
-            "step,epoch,loss,rec_err,\"a,b\",learning_rate,images_per_s,val_loss\n"
+            "step,epoch,loss,rec_err,\"a,b\",learning_rate,images_per_s,val_loss,val_rec_err\n"
         );
         let line = LogLine {
             step: 7,
@@ -724,11 +787,23 @@ mod tests {
             // a term the header does not name is left out; a missing one is empty
             terms: vec![("other".into(), 9.0), ("rec_err".into(), 0.25)],
             learning_rate: Some(1e-4),
-            val_loss: None,
+            val_loss: Some(0.75),
+            val_terms: vec![("rec_err".into(), 0.5)],
             images_per_s: Some(12.5),
         };
-        assert_eq!(csv_row(&columns, &line), "7,1,0.5,0.25,,0.0001,12.5,\n");
+        assert_eq!(
+            csv_row(&columns, &line),
+            "7,1,0.5,0.25,,0.0001,12.5,0.75,0.5\n"
+        );
         assert_eq!(csv_field("say \"hi\""), "\"say \"\"hi\"\"\"");
+    }
+
+    #[test]
+    fn validation_spreads_a_limited_budget_over_the_set() {
+        assert_eq!(validation_indices(5, 4, 0), vec![0, 1, 2, 3, 4]);
+        assert_eq!(validation_indices(5, 4, 2), vec![0, 1, 2, 3, 4]);
+        assert_eq!(validation_indices(10, 2, 2), vec![0, 2, 5, 7]);
+        assert_eq!(validation_indices(0, 2, 1), Vec::<usize>::new());
     }
 
     #[test]

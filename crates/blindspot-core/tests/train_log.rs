@@ -105,7 +105,9 @@ fn read_csv(run_dir: &Path) -> Vec<Vec<String>> {
     let mut lines = text.lines();
     assert_eq!(
         lines.next(),
-        Some("step,epoch,loss,rec_err,energy,beta,learning_rate,images_per_s,val_loss")
+        Some(
+            "step,epoch,loss,rec_err,energy,beta,learning_rate,images_per_s,val_loss,val_rec_err,val_energy"
+        )
     );
     lines
         .map(|l| l.split(',').map(str::to_string).collect())
@@ -144,6 +146,17 @@ fn every_logged_step_is_one_record_in_both_logs() {
         assert_eq!(l.learning_rate, Some(1e-2));
         assert!(l.images_per_s.unwrap() > 0.0);
         assert_eq!(l.val_loss.is_some(), l.step % 3 == 0, "step {}", l.step);
+        if let Some(v) = l.val_loss {
+            // the validation terms are the loss terms (not the logged scalars), and the
+            // validation loss is rec + beta * energy of the validated step
+            let names: Vec<&str> = l.val_terms.iter().map(|(n, _)| n.as_str()).collect();
+            assert_eq!(names, ["rec_err", "energy"]);
+            let beta = Tiny::<TestAutodiffBackend>::weight(l.step);
+            let (rec, energy) = (l.val_terms[0].1, l.val_terms[1].1);
+            assert!((v - (rec + beta * energy)).abs() < 1e-5, "{l:?}");
+        } else {
+            assert!(l.val_terms.is_empty());
+        }
         let names: Vec<&str> = l.terms.iter().map(|(n, _)| n.as_str()).collect();
         assert_eq!(names, ["rec_err", "energy", "beta"]);
         // the weight of the step that was taken (0-based step - 1)
@@ -166,7 +179,7 @@ fn every_logged_step_is_one_record_in_both_logs() {
         (a, b) => a == b,
     };
     for (row, l) in rows.iter().zip(&log) {
-        assert_eq!(row.len(), 9);
+        assert_eq!(row.len(), 11);
         assert_eq!(row[0], l.step.to_string());
         assert_eq!(row[1], l.epoch.to_string());
         assert!(same(&row[2], l.loss), "{row:?} vs {l:?}");
@@ -176,6 +189,10 @@ fn every_logged_step_is_one_record_in_both_logs() {
         assert!(same(&row[6], l.learning_rate), "{row:?} vs {l:?}");
         assert!(same(&row[7], l.images_per_s), "{row:?} vs {l:?}");
         assert!(same(&row[8], l.val_loss), "{row:?} vs {l:?}");
+        for k in 0..2 {
+            let v = l.val_terms.get(k).map(|(_, v)| *v);
+            assert!(same(&row[9 + k], v), "{row:?} vs {l:?}");
+        }
     }
 }
 
