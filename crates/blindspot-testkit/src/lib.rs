@@ -80,6 +80,39 @@ pub fn add_blob(
     blob
 }
 
+/// Like [`phantom_slices`], with a texture of its own in every slice (three plane waves of
+/// random frequency, direction and phase, amplitude about 0.5 each): slices that no single
+/// image predicts, so that a model can only reconstruct them by reading its input.
+pub fn textured_slices(n: usize, size: usize, seed: u64) -> (Vec<f32>, Vec<f32>) {
+    let (mut images, masks) = phantom_slices(n, size, seed);
+    let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x7e47_0e5e);
+    for k in 0..n {
+        let waves: Vec<(f32, f32, f32)> = (0..3)
+            .map(|_| {
+                let angle = rng.random_range(0.0..std::f32::consts::PI);
+                let freq = rng.random_range(2.0..5.0) * std::f32::consts::TAU / size as f32;
+                (
+                    freq * angle.cos(),
+                    freq * angle.sin(),
+                    rng.random_range(0.0..std::f32::consts::TAU),
+                )
+            })
+            .collect();
+        for y in 0..size {
+            for x in 0..size {
+                let i = k * size * size + y * size + x;
+                if masks[i] > 0.5 {
+                    images[i] += waves
+                        .iter()
+                        .map(|&(fx, fy, p)| 0.5 * (fx * x as f32 + fy * y as f32 + p).sin())
+                        .sum::<f32>();
+                }
+            }
+        }
+    }
+    (images, masks)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -101,6 +134,23 @@ mod tests {
                 assert!(v.abs() < 1.5);
             }
         }
+    }
+
+    #[test]
+    fn textured_slices_differ_from_each_other_inside_the_brain_only() {
+        let (plain, m) = phantom_slices(2, 32, 3);
+        let (t, m2) = textured_slices(2, 32, 3);
+        assert_eq!(m, m2);
+        let mut changed = 0;
+        for i in 0..t.len() {
+            if m[i] < 0.5 {
+                assert_eq!(t[i], -3.5);
+            } else if (t[i] - plain[i]).abs() > 0.1 {
+                changed += 1;
+            }
+        }
+        assert!(changed > m.iter().filter(|&&v| v > 0.5).count() / 2);
+        assert_eq!(textured_slices(2, 32, 3).0, t);
     }
 
     #[test]
