@@ -5,13 +5,47 @@
 
 use crate::schema::{Estimate, Results, TestSetRole};
 
+/// What a run says about a finding.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    /// The paper's claim holds on this run by the finding's criterion.
+    Holds,
+    /// It does not.
+    DoesNotHold,
+    /// The numbers were measured on a model that did not learn the anatomy (its adequacy is
+    /// below the criterion), so they say nothing about the claim.
+    NotInterpretable,
+    /// The results lack the inputs.
+    NotMeasured,
+}
+
+impl Verdict {
+    fn judged(holds: Option<bool>) -> Self {
+        match holds {
+            Some(true) => Self::Holds,
+            Some(false) => Self::DoesNotHold,
+            None => Self::NotMeasured,
+        }
+    }
+
+    /// How the report states it.
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::Holds => "holds",
+            Self::DoesNotHold => "does not hold",
+            Self::NotInterpretable => "not interpretable: the model did not learn the anatomy",
+            Self::NotMeasured => "not measured",
+        }
+    }
+}
+
 /// One finding: a title, a verdict and the sentence with its numbers.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Finding {
     /// Short title (`The blind spot`).
     pub title: &'static str,
-    /// Whether the paper's claim holds on this run; `None` when the results lack the inputs.
-    pub holds: Option<bool>,
+    /// What the run says about the paper's claim.
+    pub verdict: Verdict,
     /// The statement with its numbers.
     pub text: String,
 }
@@ -25,7 +59,7 @@ pub const SEPARATES_AUROC: f64 = 0.7;
 pub const NEAR_CHANCE: f64 = 0.15;
 /// Finding 3: the best prior-knowledge statistic beats the best plain one by at least this.
 pub const PRIOR_MARGIN: f64 = 0.1;
-/// The plain OOD scores the paper's claims are about (paper-method.md 4.1-4.3): reconstruction
+/// The plain OOD scores the paper's claims are about (docs/method.md 4.1-4.3): reconstruction
 /// error, the ELBO as the paper codes it, WAIC over the ensemble and DoSE. Findings 2 and 3 judge
 /// these; a run's other plain statistics (the proper negative ELBO, KL, ...) are reported beside
 /// them. When a run has none of them, every plain statistic is judged.
@@ -63,9 +97,26 @@ fn mean(values: &[f64]) -> Option<f64> {
 }
 
 /// The four findings, in order: the blind spot, OOD scores do not disentangle, prior
-/// knowledge does, the gate.
+/// knowledge does, the gate. When the run measured model adequacy and a member falls short of
+/// its criterion, every measured finding is [`Verdict::NotInterpretable`]: its numbers are
+/// still stated, but they were measured on a model that did not learn the anatomy.
 pub fn findings(r: &Results) -> Vec<Finding> {
-    vec![blind_spot(r), ood_scores(r), prior_knowledge(r), gate(r)]
+    let mut all = vec![blind_spot(r), ood_scores(r), prior_knowledge(r), gate(r)];
+    if let Some(a) = r.adequacy.as_ref().filter(|a| !a.adequate()) {
+        let worst = a
+            .members
+            .iter()
+            .map(|m| m.adequacy)
+            .fold(f64::INFINITY, f64::min);
+        for f in all.iter_mut().filter(|f| f.verdict != Verdict::NotMeasured) {
+            f.verdict = Verdict::NotInterpretable;
+            f.text = format!(
+                "Model adequacy {worst:.2} is below the criterion {:.2}, so these numbers say nothing about the claim: {}",
+                a.criterion, f.text
+            );
+        }
+    }
+    all
 }
 
 fn blind_spot(r: &Results) -> Finding {
@@ -91,7 +142,7 @@ fn blind_spot(r: &Results) -> Finding {
     let (Some(target), false) = (target, ood.is_empty()) else {
         return Finding {
             title,
-            holds: None,
+            verdict: Verdict::NotMeasured,
             text: "No healthy-pixel FPR at the threshold was measured on out-of-distribution sets."
                 .into(),
         };
@@ -129,7 +180,7 @@ fn blind_spot(r: &Results) -> Finding {
     ));
     Finding {
         title,
-        holds: Some(holds),
+        verdict: Verdict::judged(Some(holds)),
         text,
     }
 }
@@ -180,7 +231,7 @@ fn ood_scores(r: &Results) -> Finding {
     if parts.is_empty() {
         return Finding {
             title,
-            holds: None,
+            verdict: Verdict::NotMeasured,
             text: "No plain OOD statistic has both OOD and disentangling results.".into(),
         };
     }
@@ -203,7 +254,7 @@ fn ood_scores(r: &Results) -> Finding {
     );
     Finding {
         title,
-        holds: Some(all_hold),
+        verdict: Verdict::judged(Some(all_hold)),
         text,
     }
 }
@@ -223,7 +274,7 @@ fn prior_knowledge(r: &Results) -> Finding {
             let holds = pd >= od + PRIOR_MARGIN;
             Finding {
                 title,
-                holds: Some(holds),
+                verdict: Verdict::judged(Some(holds)),
                 text: format!(
                     "Mean disentangling AUROC: {pl} {pd:.3} against {od:.3} for the best of the paper's plain OOD scores ({ol}); a margin of {:+.3} (criterion: at least {PRIOR_MARGIN}). {pl} per lesional set: {}.",
                     pd - od,
@@ -233,7 +284,7 @@ fn prior_knowledge(r: &Results) -> Finding {
         }
         _ => Finding {
             title,
-            holds: None,
+            verdict: Verdict::NotMeasured,
             text:
                 "Disentangling results for a prior-knowledge and a plain statistic are both needed."
                     .into(),
@@ -268,7 +319,7 @@ fn gate(r: &Results) -> Finding {
     let Some(g) = &r.gate else {
         return Finding {
             title,
-            holds: None,
+            verdict: Verdict::NotMeasured,
             text: "The gate was not run.".into(),
         };
     };
@@ -303,5 +354,9 @@ fn gate(r: &Results) -> Finding {
             est(aurc)
         ));
     }
-    Finding { title, holds, text }
+    Finding {
+        title,
+        verdict: Verdict::judged(holds),
+        text,
+    }
 }

@@ -65,7 +65,7 @@ pub mod render;
 pub mod schema;
 
 pub use error::{ReportError, Result};
-pub use findings::{Finding, findings};
+pub use findings::{Finding, Verdict, findings};
 pub use io::{load_results, save_results, write_atomic};
 pub use plot::{
     Colormap, ColumnStyle, GrayImage, GridRow, SliceGrid, Window, write_slice_grid,

@@ -37,6 +37,85 @@ pub struct Results {
     /// The OOD gate's outcome; `None` when the gate was not run.
     #[serde(default)]
     pub gate: Option<GateResult>,
+    /// Whether the models learned the anatomy; `None` for models without a reconstruction
+    /// (flows) or results written before it was measured.
+    #[serde(default)]
+    pub adequacy: Option<AdequacyResult>,
+    /// Each member's training log (losses, the KL weight, adequacy against step).
+    #[serde(default)]
+    pub training: Vec<TrainingCurve>,
+}
+
+/// Model adequacy (docs/method.md, "Model adequacy"): each member's reconstruction error on
+/// the healthy validation slices beside two model-free references, the mean training image at
+/// the slice's position (a model that ignores its input) and the input blurred with σ = 1
+/// pixel (a faithful, smooth reconstruction). `adequacy = (E_mean − E_model) / (E_mean −
+/// E_blur)`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdequacyResult {
+    /// Error of the position-mean training image.
+    pub e_mean: f64,
+    /// Error of the σ = 1 blur of the input.
+    pub e_blur: f64,
+    /// Validation slices the errors are averaged over.
+    pub slices: u64,
+    /// The criterion: every member must reach at least this adequacy for the findings to be
+    /// interpretable.
+    pub criterion: f64,
+    /// One entry per ensemble member.
+    pub members: Vec<MemberAdequacy>,
+}
+
+impl AdequacyResult {
+    /// Whether every member meets the criterion.
+    pub fn adequate(&self) -> bool {
+        !self.members.is_empty() && self.members.iter().all(|m| m.adequacy >= self.criterion)
+    }
+}
+
+/// One member's reconstruction error and adequacy.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MemberAdequacy {
+    /// Member index.
+    pub member: usize,
+    /// Its mean reconstruction error on the validation slices.
+    pub e_model: f64,
+    /// `(e_mean − e_model) / (e_mean − e_blur)`.
+    pub adequacy: f64,
+}
+
+/// One member's training log.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrainingCurve {
+    /// Member index.
+    pub member: usize,
+    /// The logged steps in order.
+    pub points: Vec<TrainingPoint>,
+}
+
+/// One logged training step.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrainingPoint {
+    /// Steps completed.
+    pub step: u64,
+    /// Training loss of the step's batch.
+    pub loss: f64,
+    /// The KL weight of the step (VAEs).
+    #[serde(default)]
+    pub beta: Option<f64>,
+    /// Validation loss, when validated.
+    #[serde(default)]
+    pub val_loss: Option<f64>,
+    /// Validation reconstruction error, when validated.
+    #[serde(default)]
+    pub val_rec_err: Option<f64>,
+    /// Adequacy of `val_rec_err` against the references of the same validation slices.
+    #[serde(default)]
+    pub adequacy: Option<f64>,
 }
 
 /// Wall-clock duration of one step.
@@ -444,6 +523,8 @@ impl Results {
             test_sets: Vec::new(),
             histograms: Vec::new(),
             gate: None,
+            adequacy: None,
+            training: Vec::new(),
         }
     }
 
@@ -480,6 +561,15 @@ impl Results {
             }
         }
         finite("threshold.value", self.threshold.value)?;
+        if let Some(a) = &self.adequacy {
+            finite("adequacy.e_mean", a.e_mean)?;
+            finite("adequacy.e_blur", a.e_blur)?;
+            finite("adequacy.criterion", a.criterion)?;
+            for (i, m) in a.members.iter().enumerate() {
+                finite(&format!("adequacy.members[{i}].e_model"), m.e_model)?;
+                finite(&format!("adequacy.members[{i}].adequacy"), m.adequacy)?;
+            }
+        }
         if let Some(t) = self.threshold.target_fpr {
             unit("threshold.target_fpr", t)?;
         }

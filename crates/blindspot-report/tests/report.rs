@@ -115,8 +115,8 @@ fn findings_follow_the_numbers() {
     let mut r = sample::sample_results(dir.path());
     let f = findings(&r);
     assert_eq!(
-        f.iter().map(|f| f.holds).collect::<Vec<_>>(),
-        [Some(true); 4]
+        f.iter().map(|f| f.verdict).collect::<Vec<_>>(),
+        [Verdict::Holds; 4]
     );
     // lower every OOD-set FPR to the target: the blind spot no longer shows
     for t in &mut r.test_sets {
@@ -126,8 +126,8 @@ fn findings_follow_the_numbers() {
     }
     r.gate = None;
     let f = findings(&r);
-    assert_eq!(f[0].holds, Some(false));
-    assert_eq!(f[3].holds, None);
+    assert_eq!(f[0].verdict, Verdict::DoesNotHold);
+    assert_eq!(f[3].verdict, Verdict::NotMeasured);
 }
 
 /// Findings 2 and 3 judge the paper's plain scores; another plain statistic that misses the
@@ -173,14 +173,14 @@ fn findings_judge_the_papers_scores() {
         t.ood.extend(extra);
     }
     let f = findings(&r);
-    assert_eq!(f[1].holds, Some(true), "{}", f[1].text);
+    assert_eq!(f[1].verdict, Verdict::Holds, "{}", f[1].text);
     assert!(
         f[1].text
             .contains("not part of the criterion: negative ELBO"),
         "{}",
         f[1].text
     );
-    assert_eq!(f[2].holds, Some(true), "{}", f[2].text);
+    assert_eq!(f[2].verdict, Verdict::Holds, "{}", f[2].text);
     assert!(f[2].text.contains("per lesional set"), "{}", f[2].text);
 }
 
@@ -389,4 +389,37 @@ fn names_that_share_a_slug_get_distinct_plots() {
             .iter()
             .any(|p| p.ends_with("plots/roc-t1-2.png"))
     );
+}
+
+/// A model below the adequacy criterion makes every measured finding not interpretable; the
+/// numbers stay in the text, and the report says so in its adequacy section.
+#[test]
+fn findings_of_an_inadequate_model_are_not_interpretable() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut r = sample::sample_results(dir.path());
+    let member = |m: usize, adequacy: f64| MemberAdequacy {
+        member: m,
+        e_model: 0.6 - 0.2 * adequacy,
+        adequacy,
+    };
+    r.adequacy = Some(AdequacyResult {
+        e_mean: 0.6,
+        e_blur: 0.4,
+        slices: 100,
+        criterion: 0.5,
+        members: vec![member(0, 0.7), member(1, 0.55)],
+    });
+    assert!(findings(&r).iter().all(|f| f.verdict == Verdict::Holds));
+    r.adequacy.as_mut().unwrap().members[1] = member(1, 0.3);
+    r.gate = None;
+    let f = findings(&r);
+    assert_eq!(f[3].verdict, Verdict::NotMeasured);
+    for f in &f[..3] {
+        assert_eq!(f.verdict, Verdict::NotInterpretable, "{}", f.title);
+        assert!(f.text.contains("0.30 is below the criterion 0.50"), "{}", f.text);
+    }
+    let files = render_report(&r, dir.path()).unwrap();
+    let md = std::fs::read_to_string(&files.markdown).unwrap();
+    assert!(md.contains("not interpretable: the model did not learn the anatomy"));
+    assert!(md.contains("Not met: the findings below are not interpretable"));
 }

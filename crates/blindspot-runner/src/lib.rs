@@ -3,6 +3,7 @@
 //! scoring new scans). The binary (`src/main.rs`) adds the backend selection and the command
 //! line.
 
+pub mod adequacy;
 pub mod config;
 pub mod partial;
 pub mod pipeline;

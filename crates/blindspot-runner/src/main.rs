@@ -28,6 +28,10 @@ use rand::Rng;
 struct Cli {
     #[command(subcommand)]
     command: Cmd,
+    /// Override a config value, `KEY=VALUE` with a dotted key (repeatable), for example
+    /// `--set train.learning_rate=3e-4 --set ensemble.members=3`; the value is TOML.
+    #[arg(long = "set", global = true, value_name = "KEY=VALUE")]
+    set: Vec<String>,
 }
 
 #[derive(Subcommand)]
@@ -151,6 +155,9 @@ fn main() -> ExitCode {
 }
 
 fn dispatch(cli: Cli) -> Result<()> {
+    let overrides = cli.set;
+    let load =
+        |path: &std::path::Path, out: Option<std::path::PathBuf>| load(path, out, &overrides);
     match cli.command {
         Cmd::Synth { config, out } => {
             let (config, dir) = load(&config, out)?;
@@ -201,6 +208,9 @@ fn dispatch(cli: Cli) -> Result<()> {
                 summary.results.display(),
                 summary.report.display()
             );
+            if let Some(line) = summary.adequacy_line() {
+                eprintln!("{line}");
+            }
             Ok(())
         }
         Cmd::Run { config: path, out } => {
@@ -213,6 +223,9 @@ fn dispatch(cli: Cli) -> Result<()> {
                 dir.display()
             );
             let summary = pipeline::run::<backend::TrainBackend>(&config, &dir, &device)?;
+            if let Some(line) = summary.adequacy_line() {
+                eprintln!("{line}");
+            }
             println!(
                 "{}\n{}\nfinished in {:.1} s",
                 summary.results.display(),
@@ -250,7 +263,7 @@ fn dispatch(cli: Cli) -> Result<()> {
             Ok(())
         }
         Cmd::Check { config: path } => {
-            let config = config::RunConfig::load(&path)?;
+            let config = config::RunConfig::load_with(&path, &overrides)?;
             print!("{}", config.to_toml_string()?);
             Ok(())
         }
@@ -277,8 +290,9 @@ fn dispatch(cli: Cli) -> Result<()> {
 fn load(
     path: &std::path::Path,
     out: Option<std::path::PathBuf>,
+    overrides: &[String],
 ) -> Result<(config::RunConfig, std::path::PathBuf)> {
-    let config = config::RunConfig::load(path)?;
+    let config = config::RunConfig::load_with(path, overrides)?;
     let dir = out.unwrap_or_else(|| std::path::Path::new("runs").join(&config.name));
     Ok((config, dir))
 }

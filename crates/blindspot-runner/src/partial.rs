@@ -32,7 +32,7 @@ type Result<T> = std::result::Result<T, RunError>;
 pub const SHARD_DIR: &str = "eval-shards";
 
 /// Format number of a partial result file.
-const FORMAT: u32 = 1;
+const FORMAT: u32 = 2;
 
 /// The file name of shard `index` of `count`.
 pub fn shard_file_name(shard: Shard) -> String {
@@ -69,6 +69,8 @@ struct WireSet {
     /// The cache index of each record's slice.
     slices: Vec<usize>,
     records: Vec<WireRecord>,
+    /// Per record: each member's `rec_err` as bit patterns.
+    member_rec_err: Vec<Vec<u64>>,
     /// Per subject.
     pixels: Vec<RankAccumulator<f32>>,
     intensity: RankAccumulator<f32>,
@@ -191,6 +193,11 @@ pub(crate) fn write(
                 total_slices: s.total_slices,
                 slices: s.record_slices.clone(),
                 records: s.records.iter().map(WireRecord::from).collect(),
+                member_rec_err: s
+                    .member_rec_err
+                    .iter()
+                    .map(|v| v.iter().map(|x| x.to_bits()).collect())
+                    .collect(),
                 pixels: s.pixels.clone(),
                 intensity: s.intensity.clone(),
                 examples: s.examples.iter().map(WireExample::from).collect(),
@@ -359,7 +366,10 @@ fn unwire(
     wire: WireSet,
     role: Option<crate::config::Role>,
 ) -> std::result::Result<SetData, String> {
-    if wire.slices.len() != wire.records.len() || wire.pixels.len() != wire.subjects.len() {
+    if wire.slices.len() != wire.records.len()
+        || wire.member_rec_err.len() != wire.records.len()
+        || wire.pixels.len() != wire.subjects.len()
+    {
         return Err(format!(
             "set `{}` is inconsistent (records, slices and scans disagree)",
             wire.name
@@ -372,6 +382,11 @@ fn unwire(
         total_slices: wire.total_slices,
         records: wire.records.into_iter().map(SliceRecord::from).collect(),
         record_slices: wire.slices,
+        member_rec_err: wire
+            .member_rec_err
+            .into_iter()
+            .map(|v| v.into_iter().map(f64::from_bits).collect())
+            .collect(),
         pixels: wire.pixels,
         intensity: wire.intensity,
         subjects: wire.subjects,
@@ -386,11 +401,12 @@ fn merge_set(parts: Vec<(PathBuf, SetData)>) -> Result<SetData> {
     let mut parts = parts.into_iter();
     let (first_path, mut set) = parts.next().expect("at least one shard");
     let name = set.name.clone();
-    let mut items: Vec<(usize, PathBuf, SliceRecord)> = set
+    let mut items: Vec<(usize, PathBuf, SliceRecord, Vec<f64>)> = set
         .record_slices
         .drain(..)
         .zip(set.records.drain(..))
-        .map(|(slice, r)| (slice, first_path.clone(), r))
+        .zip(set.member_rec_err.drain(..))
+        .map(|((slice, r), m)| (slice, first_path.clone(), r, m))
         .collect();
     for (path, part) in parts {
         if part.subjects != set.subjects || part.total_slices != set.total_slices {
@@ -412,10 +428,11 @@ fn merge_set(parts: Vec<(PathBuf, SetData)>) -> Result<SetData> {
             part.record_slices
                 .into_iter()
                 .zip(part.records)
-                .map(|(slice, r)| (slice, path.clone(), r)),
+                .zip(part.member_rec_err)
+                .map(|((slice, r), m)| (slice, path.clone(), r, m)),
         );
     }
-    items.sort_by_key(|(slice, _, _)| *slice);
+    items.sort_by_key(|(slice, _, _, _)| *slice);
     for w in items.windows(2) {
         if w[0].0 == w[1].0 {
             return Err(shard_error(
@@ -438,9 +455,10 @@ fn merge_set(parts: Vec<(PathBuf, SetData)>) -> Result<SetData> {
             ),
         ));
     }
-    for (slice, _, record) in items {
+    for (slice, _, record, members) in items {
         set.record_slices.push(slice);
         set.records.push(record);
+        set.member_rec_err.push(members);
     }
     set.examples.sort_by_key(|e| e.slice);
     Ok(set)

@@ -139,6 +139,36 @@ pub struct RunSummary {
     pub report: PathBuf,
     /// Wall time of the whole run in seconds.
     pub seconds: f64,
+    /// The members' adequacy, when the model reconstructs.
+    pub adequacy: Option<blindspot_report::AdequacyResult>,
+}
+
+impl RunSummary {
+    /// One line on the models' adequacy for the terminal, when it was measured: the members'
+    /// scores against the criterion, and whether the findings can be read.
+    pub fn adequacy_line(&self) -> Option<String> {
+        let a = self.adequacy.as_ref()?;
+        let scores: Vec<String> = a
+            .members
+            .iter()
+            .map(|m| format!("{:.2}", m.adequacy))
+            .collect();
+        Some(if a.adequate() {
+            format!(
+                "model adequacy {} (criterion {:.2}): met, the findings can be read",
+                scores.join(" "),
+                a.criterion
+            )
+        } else {
+            format!(
+                "model adequacy {} (criterion {:.2}): NOT MET. The model did not learn the anatomy; \
+                 the report marks every finding not interpretable (train longer or see \
+                 docs/study-adequacy.md)",
+                scores.join(" "),
+                a.criterion
+            )
+        })
+    }
 }
 
 /// Slices per inference batch.
@@ -155,6 +185,9 @@ pub(crate) struct SetData {
     pub(crate) records: Vec<SliceRecord>,
     /// The cache index of each record's slice.
     pub(crate) record_slices: Vec<usize>,
+    /// Per record (aligned with `records`): each member's reconstruction error `rec_err`
+    /// (empty for a model without one), for the members' adequacy.
+    pub(crate) member_rec_err: Vec<Vec<f64>>,
     /// Per scan (indexed like `subjects`): the post-processed residual of the ensemble-mean
     /// reconstruction on brain pixels, positive = lesion (exact and mergeable).
     pub(crate) pixels: Vec<RankAccumulator<f32>>,
@@ -287,7 +320,7 @@ fn read_times(dir: &Path) -> Vec<WallTime> {
         .collect()
 }
 
-fn create_dir(dir: &Path) -> Result<()> {
+pub(crate) fn create_dir(dir: &Path) -> Result<()> {
     std::fs::create_dir_all(dir).map_err(|source| RunError::Io {
         path: dir.to_owned(),
         source,
@@ -452,6 +485,7 @@ pub fn train<B: AutodiffBackend>(
     check_supported(config)?;
     let train = open_cache(dir, 0, "train")?;
     let val = open_cache(dir, 1, "validation")?;
+    crate::adequacy::write_references(config, dir, &train, &val)?;
     // Each config is validated by `model_spec`, so initialisation cannot fail.
     match model_spec(config)? {
         ModelSpec::Vae(c) => {
@@ -599,6 +633,7 @@ fn finish_evaluation(
         results: results_path,
         report: files.html,
         seconds: start.elapsed().as_secs_f64(),
+        adequacy: results.adequacy,
     })
 }
 
@@ -972,6 +1007,7 @@ pub(crate) fn infer_set<B: Backend, M: Model<B>>(
         total_slices: indices.len(),
         records: Vec::new(),
         record_slices: Vec::new(),
+        member_rec_err: Vec::new(),
         pixels: vec![RankAccumulator::new(); c.subjects().len()],
         intensity: RankAccumulator::new(),
         subjects: c.subjects().to_vec(),
@@ -1086,6 +1122,8 @@ pub(crate) fn infer_set<B: Backend, M: Model<B>>(
             };
             set.records.push(slice_record(&input, &stats_cfg)?);
             set.record_slices.push(i);
+            set.member_rec_err
+                .push(members.iter().filter_map(|m| m.rec_err).collect());
             let residual = postprocess_residual(source, &mask, w, h, &post)?;
             let scan = c
                 .subjects()
@@ -1208,14 +1246,14 @@ fn apply_transform(
     }
 }
 
-/// The paper's Gaussian-blob "lesion" (paper-method.md 1.7) on one z-scored slice: with
+/// The paper's Gaussian-blob "lesion" (docs/method.md 1.7) on one z-scored slice: with
 /// probability 0.75, when the brain has more than 100 pixels (at 128x128; scaled by area),
 /// `1000 G` is added to the brain, `G` a normalised 2-D Gaussian of integer `sigma ~ U{4..10}`
 /// pixels at 128x128 (scaled to the slice; the peak keeps the paper's 1.6 to 9.9 z-units), and
 /// the ground truth gains the brain pixels where `1000 G > exp(-0.5)`.
 ///
 /// The blob is centred on a uniformly drawn brain pixel. The authors' code centres it halfway
-/// between that pixel and the image centre (flagged as a probable bug in paper-method.md);
+/// between that pixel and the image centre (flagged as a probable bug in docs/method.md);
 /// that is not reproduced.
 fn add_blob([h, w]: [usize; 2], image: &mut [f32], mask: &[f32], seg: &mut [u8], seed: u64) {
     const WEIGHT: f64 = 1000.0;
@@ -1431,6 +1469,18 @@ fn evaluate_sets(
     );
     results.wall_times = times;
     let ev = &config.evaluation;
+    // A model with a reconstruction error is judged against the references `train` wrote.
+    let reconstructs = val.member_rec_err.first().is_some_and(|m| !m.is_empty());
+    let refs = if reconstructs {
+        Some(crate::adequacy::read_references(dir)?)
+    } else {
+        crate::adequacy::read_references(dir).ok()
+    };
+    if let Some(refs) = &refs {
+        results.adequacy = crate::adequacy::member_adequacy(refs, val, ev.min_adequacy)?;
+    }
+    results.training =
+        crate::adequacy::training_curves(dir, config.ensemble.members, refs.as_ref())?;
     let method = format!("{} ensemble", model_label(config.model.kind));
     let bootstrap = (ev.bootstrap_resamples > 0).then_some(BootstrapConfig {
         resamples: ev.bootstrap_resamples,

@@ -132,16 +132,22 @@ fn tiny_run() -> &'static Path {
         let config = tmp.path().join("tiny.toml");
         std::fs::write(&config, TINY).unwrap();
         let out = tmp.path().join("run");
-        let status = blindspot()
+        let o = blindspot()
             .args([
                 "run",
                 config.to_str().unwrap(),
                 "--out",
                 out.to_str().unwrap(),
             ])
-            .status()
+            .output()
             .unwrap();
-        assert!(status.success(), "blindspot run failed: {status}");
+        let stderr = String::from_utf8_lossy(&o.stderr);
+        assert!(o.status.success(), "blindspot run failed: {stderr}");
+        // three training steps learn no anatomy, and the terminal says so
+        assert!(
+            stderr.contains("model adequacy") && stderr.contains("NOT MET"),
+            "{stderr}"
+        );
         (tmp, out)
     })
     .1
@@ -287,6 +293,36 @@ fn run_writes_every_output_with_finite_numbers() {
     let dice = lesional.pixel[0].dice_at_threshold.as_ref().unwrap().value;
     assert!((0.0..=1.0).contains(&dice));
     assert!(lesional.pixel[0].auroc.is_some() && lesional.pixel[1].auroc.is_some());
+    // adequacy of both members against the references of the validation slices, the training
+    // curves of both, and (3 steps learn nothing) findings that are not interpretable
+    let a = results.adequacy.as_ref().expect("adequacy was measured");
+    assert_eq!(a.members.len(), 2);
+    assert_eq!(a.criterion, 0.5);
+    assert!(a.e_mean > a.e_blur && a.slices > 0, "{a:?}");
+    for m in &a.members {
+        let score = (a.e_mean - m.e_model) / (a.e_mean - a.e_blur);
+        assert!((m.adequacy - score).abs() < 1e-12);
+    }
+    assert!(!a.adequate());
+    assert_eq!(results.training.len(), 2);
+    for c in &results.training {
+        assert_eq!(c.points.last().map(|p| p.step), Some(3));
+        assert!(c.points.iter().all(|p| p.beta.is_some()));
+    }
+    let refs = blindspot_runner::adequacy::read_references(out).unwrap();
+    assert_eq!(refs.validation.len() as u64, a.slices);
+    for f in blindspot_report::findings(&results) {
+        assert!(
+            matches!(
+                f.verdict,
+                blindspot_report::Verdict::NotInterpretable | blindspot_report::Verdict::NotMeasured
+            ),
+            "{}: {:?}",
+            f.title,
+            f.verdict
+        );
+    }
+    non_empty(&out.join("plots/training-member-0.png"));
     let gate = results.gate.as_ref().expect("the gate ran");
     assert_eq!(gate.per_set.len(), 5);
     assert_eq!(gate.per_set.iter().map(|s| s.scans).sum::<usize>(), 10);
@@ -492,6 +528,9 @@ fn check_kind(results: &blindspot_report::Results, method: &str, statistics: &[&
         .unwrap();
     assert!(lesional.pixel[0].auroc.is_some());
     assert!(results.gate.is_some());
+    // a model with a reconstruction is judged for adequacy; a flow has none to judge
+    assert_eq!(results.adequacy.is_some(), method != "flow ensemble");
+    assert_eq!(results.training.len(), 2);
 }
 
 #[test]
