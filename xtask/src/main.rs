@@ -4,9 +4,12 @@
 //!   invariants of docs/ARCHITECTURE.md, and the test suite.
 //! - `cargo xtask bench <io|metrics|kde|model>`: blindspot side by side with the reference
 //!   Python implementations in `../shared/bench`, in one run, printing both times and the ratio.
+//! - `cargo xtask study STUDY.toml`: a learning-curve study (training runs of config variants)
+//!   and its table of reconstruction error and model adequacy against step.
 
 mod bench;
 mod invariants;
+mod study;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -36,6 +39,8 @@ enum Cmd {
         #[command(subcommand)]
         which: bench::Which,
     },
+    /// A learning-curve study: train config variants, tabulate adequacy against step.
+    Study(study::Args),
 }
 
 fn main() -> Result<()> {
@@ -44,6 +49,7 @@ fn main() -> Result<()> {
         Cmd::Validate { no_tests } => validate(no_tests),
         Cmd::Invariants => invariants::check(&workspace_root()),
         Cmd::Bench { which } => bench::run(which),
+        Cmd::Study(args) => study::run(args),
     }
 }
 
