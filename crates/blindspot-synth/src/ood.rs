@@ -100,7 +100,7 @@ fn ghost(s: &mut Subject, rng: &mut ChaCha8Rng) {
     }
 }
 
-/// One Gaussian blob (paper-method.md 1.7), centred on a uniformly drawn brain voxel.
+/// One Gaussian blob (docs/method.md 1.7), centred on a uniformly drawn brain voxel.
 fn add_blob(s: &mut Subject, cfg: &BlobConfig, rng: &mut ChaCha8Rng) {
     let inside = brain_values(s);
     if inside.is_empty() {
