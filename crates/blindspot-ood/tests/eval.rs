@@ -2,8 +2,8 @@
 
 use blindspot_metrics::BootstrapConfig;
 use blindspot_ood::eval::{
-    IdNegatives, OodMode, ScanOutcome, Scorer, bootstrap_aurc, detection_set, disentangling_set,
-    evaluate, risk_coverage,
+    IdNegatives, OodMode, ScanOutcome, Scorer, bootstrap_aurc, compare_auroc, detection_set,
+    disentangling_set, evaluate, risk_coverage,
 };
 use blindspot_ood::{Dose, DoseCombine, LesionRule, ScanId, SliceId, SliceRecord, Statistic};
 
@@ -111,6 +111,39 @@ fn disentangling_separates_a_lesion_statistic_from_an_ood_statistic() {
     // The residual entropy puts both lesional slices below every healthy one.
     let m = run(Statistic::EntropyClean);
     assert_eq!((m.auroc, m.auprc, m.fpr_at_95_tpr), (1.0, 1.0, 0.0));
+}
+
+/// The paired comparison of two scorings of the same slices: the difference of the AUROCs of
+/// the table above (1.0 - 0.75), and an interval from resampling the same scans for both.
+#[test]
+fn paired_comparison_of_two_statistics_on_the_same_slices() {
+    let (id, ood) = table();
+    let scored = |stat| {
+        disentangling_set(
+            &id,
+            &[&ood],
+            &Scorer::Statistic(stat),
+            LesionRule::default(),
+            IdNegatives::All,
+        )
+        .unwrap()
+    };
+    let (h, r) = (scored(Statistic::EntropyClean), scored(Statistic::RecErr));
+    let cfg = BootstrapConfig {
+        resamples: 200,
+        level: 0.9,
+        seed: 4,
+    };
+    let c = compare_auroc(&h, &r, &cfg).unwrap();
+    assert_eq!((c.a, c.b), (1.0, 0.75));
+    assert_eq!(c.difference.estimate, 0.25);
+    assert!(c.difference.lower <= 0.25 && c.difference.upper >= 0.25);
+    // the same slices are required
+    let mut other = r.clone();
+    other.labels.pop();
+    other.scores.pop();
+    other.scans.pop();
+    assert!(compare_auroc(&h, &other, &cfg).is_err());
 }
 
 #[test]

@@ -1,7 +1,9 @@
 //! The four findings of the quickstart, stated from the numbers in a [`Results`].
 //!
 //! Each finding says what was measured and whether the paper's claim holds on this run, by
-//! a fixed, documented criterion; a finding whose inputs are missing says so instead.
+//! a fixed, documented criterion (docs/method.md 5.4); a finding whose inputs are missing says
+//! so instead. Where the run has bootstrap intervals, a verdict needs its interval on one side
+//! of the criterion: an interval that reaches both sides makes the finding inconclusive.
 
 use crate::schema::{Estimate, Results, TestSetRole};
 
@@ -12,6 +14,9 @@ pub enum Verdict {
     Holds,
     /// It does not.
     DoesNotHold,
+    /// The intervals cannot tell: they reach both sides of the criterion. More test scans
+    /// would narrow them.
+    Inconclusive,
     /// The numbers were measured on a model that did not learn the anatomy (its adequacy is
     /// below the criterion), so they say nothing about the claim.
     NotInterpretable,
@@ -33,6 +38,7 @@ impl Verdict {
         match self {
             Self::Holds => "holds",
             Self::DoesNotHold => "does not hold",
+            Self::Inconclusive => "inconclusive: the intervals reach both sides of the criterion",
             Self::NotInterpretable => "not interpretable: the model did not learn the anatomy",
             Self::NotMeasured => "not measured",
         }
@@ -59,6 +65,11 @@ pub const SEPARATES_AUROC: f64 = 0.7;
 pub const NEAR_CHANCE: f64 = 0.15;
 /// Finding 3: the best prior-knowledge statistic beats the best plain one by at least this.
 pub const PRIOR_MARGIN: f64 = 0.1;
+/// Finding 4: on the scans the gate accepts, the healthy-pixel FPR is at most this multiple of
+/// the calibration target ...
+pub const GATE_FPR_RATIO: f64 = 1.5;
+/// ... while the gate accepts at least this fraction of the in-distribution test scans.
+pub const GATE_ID_ACCEPTANCE: f64 = 0.9;
 /// The plain OOD scores the paper's claims are about (docs/method.md 4.1-4.3): reconstruction
 /// error, the ELBO as the paper codes it, WAIC over the ensemble and DoSE. Findings 2 and 3 judge
 /// these; a run's other plain statistics (the proper negative ELBO, KL, ...) are reported beside
@@ -89,6 +100,35 @@ pub(crate) fn est_pct(e: &Estimate) -> String {
     match (e.low, e.high) {
         (Some(lo), Some(hi)) => format!("{} [{}, {}]", pct(e.value), pct(lo), pct(hi)),
         _ => pct(e.value),
+    }
+}
+
+/// Where an estimate lies against a bound: above it (`Some(true)`), below it (`Some(false)`),
+/// or its interval reaches both sides (`None`). Without an interval the point decides.
+fn side(e: &Estimate, bound: f64) -> Option<bool> {
+    match (e.low, e.high) {
+        (Some(lo), _) if lo > bound => Some(true),
+        (_, Some(hi)) if hi < bound => Some(false),
+        (Some(_), Some(_)) => None,
+        _ => Some(e.value >= bound),
+    }
+}
+
+/// The verdict of a claim made of parts that must all hold: any part that conclusively fails
+/// fails it, else any inconclusive part makes it inconclusive.
+fn all_of(parts: impl IntoIterator<Item = Option<bool>>) -> Verdict {
+    let mut unsure = false;
+    for p in parts {
+        match p {
+            Some(false) => return Verdict::DoesNotHold,
+            None => unsure = true,
+            Some(true) => {}
+        }
+    }
+    if unsure {
+        Verdict::Inconclusive
+    } else {
+        Verdict::Holds
     }
 }
 
@@ -127,12 +167,13 @@ fn blind_spot(r: &Results) -> Finding {
             .find(|p| !p.baseline)
             .and_then(|p| p.healthy_fpr_at_threshold)
     };
-    let ood: Vec<(String, f64)> = r
+    let ood_est: Vec<(String, Estimate)> = r
         .test_sets
         .iter()
         .filter(|t| t.role == TestSetRole::OutOfDistribution)
-        .filter_map(|t| fpr_of(t).map(|e| (t.name.clone(), e.value)))
+        .filter_map(|t| fpr_of(t).map(|e| (t.name.clone(), e)))
         .collect();
+    let ood: Vec<(String, f64)> = ood_est.iter().map(|(n, e)| (n.clone(), e.value)).collect();
     let id_fpr = r
         .test_sets
         .iter()
@@ -156,13 +197,13 @@ fn blind_spot(r: &Results) -> Finding {
     if let Some((name, v)) = &id_fpr {
         text.push_str(&format!(" {} on held-out {name} (ID),", pct(*v)));
     }
-    let parts: Vec<String> = ood
+    let parts: Vec<String> = ood_est
         .iter()
-        .map(|(name, v)| {
+        .map(|(name, e)| {
             if target > 0.0 {
-                format!("{} on {name} ({:.1}x)", pct(*v), v / target)
+                format!("{} on {name} ({:.1}x)", est_pct(e), e.value / target)
             } else {
-                format!("{} on {name}", pct(*v))
+                format!("{} on {name}", est_pct(e))
             }
         })
         .collect();
@@ -170,17 +211,41 @@ fn blind_spot(r: &Results) -> Finding {
     text.push_str(&parts.join(", "));
     let worst = ood.iter().map(|x| x.1).fold(0.0, f64::max);
     let holds = worst >= BLIND_SPOT_RATIO * target;
+    // Holds when a shifted set reaches the ratio with its interval above the target itself;
+    // fails when every set's interval stays below the ratio.
+    let verdict = if ood_est
+        .iter()
+        .any(|(_, e)| e.value >= BLIND_SPOT_RATIO * target && side(e, target) == Some(true))
+    {
+        Verdict::Holds
+    } else if ood_est
+        .iter()
+        .all(|(_, e)| side(e, BLIND_SPOT_RATIO * target) == Some(false))
+    {
+        Verdict::DoesNotHold
+    } else {
+        Verdict::Inconclusive
+    };
+    let ratio = worst / target.max(f64::MIN_POSITIVE);
     text.push_str(&format!(
-        ". {}",
-        if holds {
-            format!("Healthy scans from shifted distributions are flagged as lesion far more often (worst {:.1}x the target).", worst / target.max(f64::MIN_POSITIVE))
-        } else {
-            format!("No shifted set reaches {BLIND_SPOT_RATIO}x the target FPR on this run.")
+        ". {} Criterion: a shifted set at {BLIND_SPOT_RATIO}x the target or more, its interval above the target.",
+        match verdict {
+            Verdict::Holds => format!(
+                "Healthy scans from shifted distributions are flagged as lesion far more often (worst {ratio:.1}x the target)."
+            ),
+            Verdict::DoesNotHold =>
+                format!("No shifted set reaches {BLIND_SPOT_RATIO}x the target FPR on this run."),
+            _ if holds => format!(
+                "The worst shifted set reaches {ratio:.1}x the target, but its interval does not clear the target."
+            ),
+            _ => format!(
+                "No shifted set reaches {BLIND_SPOT_RATIO}x the target, but the intervals do not rule it out (worst {ratio:.1}x)."
+            ),
         }
     ));
     Finding {
         title,
-        verdict: Verdict::judged(Some(holds)),
+        verdict,
         text,
     }
 }
@@ -204,8 +269,124 @@ fn stat_summary(r: &Results, stat: &str) -> (Option<f64>, Option<f64>) {
     (mean(&ood), mean(&dis))
 }
 
+const OOD_TITLE: &str = "OOD scores do not disentangle lesions from distribution shift";
+const PRIOR_TITLE: &str =
+    "Prior knowledge (residual entropy H_l1) separates lesional from healthy-OOD slices";
+
+/// Finding 2 on the pooled experiments: each of the paper's scores must detect the shift (OOD
+/// AUROC at least [`SEPARATES_AUROC`], its interval above chance) and fail to disentangle
+/// (its disentangling interval inside chance ± [`NEAR_CHANCE`]).
+fn ood_scores_pooled(r: &Results) -> Finding {
+    let (mut parts, mut beside, mut judged_parts) = (Vec::new(), Vec::new(), Vec::new());
+    for s in r.statistics.iter().filter(|s| !s.prior_knowledge) {
+        let Some(p) = r.pooled.iter().find(|p| p.statistic == s.name) else {
+            continue;
+        };
+        let (Some(ood), Some(dis)) = (p.ood_auroc, p.disentangling_auroc) else {
+            continue;
+        };
+        let line = format!(
+            "{}: OOD AUROC {}, disentangling AUROC {}",
+            s.label,
+            est(&ood),
+            est(&dis)
+        );
+        if judged(r, &s.name) {
+            let detects = if side(&ood, SEPARATES_AUROC) == Some(false) {
+                Some(false)
+            } else if ood.value >= SEPARATES_AUROC && side(&ood, 0.5) == Some(true) {
+                Some(true)
+            } else {
+                None
+            };
+            // inside the band: above its floor and below its ceiling
+            let (lo, hi) = (0.5 - NEAR_CHANCE, 0.5 + NEAR_CHANCE);
+            let near_chance = match (side(&dis, lo), side(&dis, hi)) {
+                (Some(true), Some(false)) => Some(true),
+                (Some(false), _) | (_, Some(true)) => Some(false),
+                _ => None,
+            };
+            let part = all_of([detects, near_chance]);
+            judged_parts.push(detects);
+            judged_parts.push(near_chance);
+            parts.push(format!("{line} ({})", part.label()));
+        } else {
+            beside.push(line);
+        }
+    }
+    if parts.is_empty() {
+        return Finding {
+            title: OOD_TITLE,
+            verdict: Verdict::NotMeasured,
+            text: "No plain OOD statistic has both pooled OOD and disentangling results.".into(),
+        };
+    }
+    let verdict = all_of(judged_parts);
+    let beside = if beside.is_empty() {
+        String::new()
+    } else {
+        format!(
+            " Beside them, not part of the criterion: {}.",
+            beside.join("; ")
+        )
+    };
+    Finding {
+        title: OOD_TITLE,
+        verdict,
+        text: format!(
+            "Over all test sets pooled (OOD: healthy slices of the shifted sets against healthy in-distribution slices; disentangling: lesional slices of every set against the healthy slices of every set), with scan-level intervals: {}. Criterion, for each of the paper's scores: OOD AUROC >= {SEPARATES_AUROC} with its interval above 0.5, and the disentangling interval inside {:.2}-{:.2}.{beside}",
+            parts.join("; "),
+            0.5 - NEAR_CHANCE,
+            0.5 + NEAR_CHANCE
+        ),
+    }
+}
+
+/// Finding 3 on the paired comparison: the best prior-knowledge statistic beats the best of
+/// the paper's scores at disentangling by at least [`PRIOR_MARGIN`], with the interval of the
+/// difference above 0.
+fn prior_knowledge_pooled(r: &Results) -> Option<Finding> {
+    let c = r.prior_comparison.as_ref()?;
+    let d = c.difference;
+    let verdict = if d.value >= PRIOR_MARGIN {
+        match side(&d, 0.0) {
+            Some(true) => Verdict::Holds,
+            _ => Verdict::Inconclusive,
+        }
+    } else {
+        match side(&d, PRIOR_MARGIN) {
+            Some(false) => Verdict::DoesNotHold,
+            _ => Verdict::Inconclusive,
+        }
+    };
+    let auroc = |name: &str| {
+        r.pooled
+            .iter()
+            .find(|p| p.statistic == name)
+            .and_then(|p| p.disentangling_auroc)
+            .map_or_else(|| "-".into(), |e| est(&e))
+    };
+    Some(Finding {
+        title: PRIOR_TITLE,
+        verdict,
+        text: format!(
+            "Pooled disentangling AUROC: {} {} against {} for {}, the best of the paper's scores; the paired difference is {} (scans resampled together). Criterion: a difference of at least {PRIOR_MARGIN} with its interval above 0. {} per lesional set: {}.",
+            r.statistic_label(&c.prior),
+            auroc(&c.prior),
+            auroc(&c.plain),
+            r.statistic_label(&c.plain),
+            est(&d),
+            r.statistic_label(&c.prior),
+            per_set(r, r.statistic_label(&c.prior))
+        ),
+    })
+}
+
 fn ood_scores(r: &Results) -> Finding {
-    let title = "OOD scores do not disentangle lesions from distribution shift";
+    if !r.pooled.is_empty() {
+        return ood_scores_pooled(r);
+    }
+    let title = OOD_TITLE;
     let (mut parts, mut beside) = (Vec::new(), Vec::new());
     let mut all_hold = true;
     for s in r.statistics.iter().filter(|s| !s.prior_knowledge) {
@@ -260,8 +441,10 @@ fn ood_scores(r: &Results) -> Finding {
 }
 
 fn prior_knowledge(r: &Results) -> Finding {
-    let title =
-        "Prior knowledge (residual entropy H_l1) separates lesional from healthy-OOD slices";
+    if let Some(f) = prior_knowledge_pooled(r) {
+        return f;
+    }
+    let title = PRIOR_TITLE;
     let best = |prior: bool| {
         r.statistics
             .iter()
@@ -333,6 +516,49 @@ fn gate(r: &Results) -> Finding {
         pct(g.fraction_rejected),
         per_set.join(", ")
     );
+    // The goal: on the scans it accepts, the healthy-pixel FPR stays within GATE_FPR_RATIO of
+    // the calibration target, while it accepts at least GATE_ID_ACCEPTANCE of the
+    // in-distribution scans.
+    if let (Some(fpr), Some(target), Some(acc)) = (
+        g.healthy_fpr_accepted,
+        r.threshold.target_fpr,
+        g.id_acceptance,
+    ) {
+        let fpr_ok = fpr <= GATE_FPR_RATIO * target;
+        let acc_ok = acc >= GATE_ID_ACCEPTANCE;
+        text.push_str(&format!(
+            " Healthy-pixel FPR on accepted scans {} against {} on all scans ({:.2}x the target {}); it accepts {} of the in-distribution scans. Pixel AP {} on accepted scans against {} on all.",
+            pct(fpr),
+            g.healthy_fpr_all.map_or_else(|| "-".into(), pct),
+            fpr / target.max(f64::MIN_POSITIVE),
+            pct(target),
+            pct(acc),
+            g.pixel_ap_accepted.map_or_else(|| "-".into(), |v| format!("{v:.3}")),
+            g.pixel_ap_all.map_or_else(|| "-".into(), |v| format!("{v:.3}")),
+        ));
+        if let (Some(a), Some(all)) = (g.dice_accepted, g.dice_all) {
+            text.push_str(&format!(
+                " Dice on accepted lesional scans {} against {} without the gate.",
+                est(&a),
+                est(&all)
+            ));
+        }
+        if let Some(aurc) = &g.aurc {
+            text.push_str(&format!(
+                " Area under the risk-coverage curve {}.",
+                est(aurc)
+            ));
+        }
+        text.push_str(&format!(
+            " Criterion: FPR on accepted scans at most {GATE_FPR_RATIO}x the target while accepting at least {} of the in-distribution scans.",
+            pct(GATE_ID_ACCEPTANCE)
+        ));
+        return Finding {
+            title,
+            verdict: Verdict::judged(Some(fpr_ok && acc_ok)),
+            text,
+        };
+    }
     let holds = match (g.dice_accepted, g.dice_all) {
         (Some(a), Some(all)) => {
             text.push_str(&format!(

@@ -301,6 +301,94 @@ pub(crate) fn line_plot(
     })
 }
 
+/// One bar of a [`bar_plot`]: its label, its length and the index of its group (colour).
+pub(crate) struct Bar {
+    pub label: String,
+    pub value: f64,
+    pub group: usize,
+}
+
+/// Horizontal bars on `[0, 1]`, one row per bar (labels at the left, each followed by its
+/// group's name, the value at the bar's end), coloured by group, and vertical dashed reference
+/// lines at the `refs` positions (named in the caption, not in a legend that would cover bars).
+pub(crate) fn bar_plot(
+    path: &Path,
+    title: &str,
+    x_desc: &str,
+    bars: &[Bar],
+    groups: &[&str],
+    refs: &[f64],
+) -> Result<()> {
+    let named: Vec<String> = bars
+        .iter()
+        .map(|b| match groups.get(b.group) {
+            Some(g) => format!("{} ({g})", b.label),
+            None => b.label.clone(),
+        })
+        .collect();
+    let n = bars.len().max(1) as f64;
+    let label_width = named.iter().map(|l| l.chars().count()).max().unwrap_or(0) as i32;
+    let height = (120 + 34 * bars.len() as u32).max(240);
+    render_png(path, plot_size((PLOT_SIZE.0, height)), |root| {
+        let mut chart = ChartBuilder::on(root)
+            .caption(title, (FONT, px(18)))
+            .margin(px(10))
+            .margin_right(px(40))
+            .x_label_area_size(px(40))
+            .y_label_area_size(px(12 + 8 * label_width))
+            .build_cartesian_2d(0.0..1.0, 0.0..n)
+            .map_err(s)?;
+        chart
+            .configure_mesh()
+            .x_desc(x_desc)
+            .label_style((FONT, px(15)))
+            .axis_desc_style((FONT, px(16)))
+            .x_labels(6)
+            .y_labels(0)
+            .disable_y_mesh()
+            .max_light_lines(0)
+            .bold_line_style(GRID_COLOR.stroke_width(SCALE as u32 / 2))
+            .axis_style(RGBColor(80, 80, 80).stroke_width(SCALE as u32 / 2))
+            .x_label_formatter(&fmt_tick)
+            .draw()
+            .map_err(s)?;
+        for (i, b) in bars.iter().enumerate() {
+            // the first bar at the top
+            let y = n - 1.0 - i as f64;
+            chart
+                .draw_series(std::iter::once(Rectangle::new(
+                    [(0.0, y + 0.2), (b.value.clamp(0.0, 1.0), y + 0.8)],
+                    color(b.group).filled(),
+                )))
+                .map_err(s)?;
+            let (px_end, py) = chart.backend_coord(&(b.value.clamp(0.0, 1.0), y + 0.5));
+            root.draw(&Text::new(
+                format!("{:.0}%", 100.0 * b.value),
+                (px_end + px(4), py - px(8)),
+                (FONT, px(14)),
+            ))
+            .map_err(s)?;
+            root.draw(&Text::new(
+                named[i].clone(),
+                (px(12), py - px(8)),
+                (FONT, px(14)),
+            ))
+            .map_err(s)?;
+        }
+        for x in refs {
+            chart
+                .draw_series(DashedLineSeries::new(
+                    [(*x, 0.0), (*x, n)],
+                    px(6),
+                    px(4),
+                    REF_COLOR.stroke_width(SCALE as u32),
+                ))
+                .map_err(s)?;
+        }
+        Ok(())
+    })
+}
+
 /// The range `[min, max]` of the values, padded by 5 %; `(0, 1)` when there are none.
 pub(crate) fn padded_range(values: impl Iterator<Item = f64>) -> std::ops::Range<f64> {
     let (lo, hi) = values

@@ -9,7 +9,7 @@ use plotters::prelude::SeriesLabelPosition;
 use crate::error::{ReportError, Result};
 use crate::findings::{est, est_pct, findings, pct};
 use crate::io::{base64, load_results, write_atomic};
-use crate::plot::{Axes, RefLine, histogram_plot, line_plot, padded_range};
+use crate::plot::{Axes, Bar, RefLine, bar_plot, histogram_plot, line_plot, padded_range};
 use crate::schema::{Curve, Detection, GridKind, Results, TestSetRole};
 
 /// File name of the results inside a run directory.
@@ -406,6 +406,46 @@ fn write_plots(r: &Results, dir: &Path) -> Result<Vec<Plot>> {
         );
     }
 
+    if let Some(g) = r.gate.as_ref().filter(|g| !g.per_set.is_empty()) {
+        let rel = "plots/gate-acceptance.png".to_string();
+        let bars: Vec<Bar> = g
+            .per_set
+            .iter()
+            .map(|s| {
+                let id = r
+                    .test_sets
+                    .iter()
+                    .find(|t| t.name == s.test_set)
+                    .is_some_and(|t| t.role == TestSetRole::InDistribution);
+                Bar {
+                    label: s.test_set.clone(),
+                    value: if s.scans == 0 {
+                        0.0
+                    } else {
+                        (s.scans - s.rejected) as f64 / s.scans as f64
+                    },
+                    group: if id { 0 } else { 1 },
+                }
+            })
+            .collect();
+        bar_plot(
+            &dir.join(&rel),
+            "Scans the gate accepts, per test set",
+            "fraction of the set's scans accepted (lesion map reported)",
+            &bars,
+            &["ID", "OOD"],
+            &[crate::findings::GATE_ID_ACCEPTANCE],
+        )?;
+        add(
+            rel,
+            format!(
+                "The share of each test set's scans the gate accepts, that is, reports a lesion map for (judged in distribution, with or without a suspected lesion). In-distribution (ID, blue) sets, healthy and lesional, should be accepted: the dashed line is the goal of {}. Shifted (OOD, orange) sets should be rejected.",
+                pct(crate::findings::GATE_ID_ACCEPTANCE)
+            ),
+            PlotSection::Gate,
+        );
+    }
+
     if let Some(g) = r.gate.as_ref().filter(|g| !g.risk_coverage.is_empty()) {
         let rel = "plots/risk-coverage.png".to_string();
         let ymax = g
@@ -718,6 +758,35 @@ fn document(r: &Results, plots: &[Plot]) -> Vec<Block> {
         "Disentangling lesions from distribution shift".into(),
     ));
     d.push(Para("AUROC of lesional slices against healthy slices (in-distribution and healthy-OOD); 0.5 is chance.".into()));
+    if !r.pooled.is_empty() {
+        d.push(Heading(3, "All test sets pooled".into()));
+        d.push(Para("The paper's two experiments over every test set at once, with scan-level intervals (findings 2 and 3 are judged on these): OOD detection, the healthy slices of the shifted sets against the healthy in-distribution slices; disentangling, the lesional slices of every set against the healthy slices of every set.".into()));
+        d.push(Table {
+            header: ["statistic", "OOD AUROC", "disentangling AUROC"]
+                .map(String::from)
+                .to_vec(),
+            rows: stat_order(r)
+                .into_iter()
+                .filter_map(|(name, label)| {
+                    let p = r.pooled.iter().find(|p| p.statistic == name)?;
+                    Some(vec![
+                        label,
+                        opt(p.ood_auroc.as_ref(), est),
+                        opt(p.disentangling_auroc.as_ref(), est),
+                    ])
+                })
+                .collect(),
+        });
+        if let Some(c) = &r.prior_comparison {
+            d.push(Para(format!(
+                "Paired difference of the disentangling AUROC, {} minus {} (the same scans resampled for both): {}.",
+                r.statistic_label(&c.prior),
+                r.statistic_label(&c.plain),
+                est(&c.difference)
+            )));
+        }
+        d.push(Heading(3, "Per lesional set".into()));
+    }
     if let Some((header, rows)) = matrix(r, |t, s| {
         t.disentangling
             .iter()
@@ -732,6 +801,36 @@ fn document(r: &Results, plots: &[Plot]) -> Vec<Block> {
 
     if let Some(g) = &r.gate {
         d.push(Heading(2, "The gate".into()));
+        d.push(Para("What the gate is worth: the lesion maps of the scans it accepts, against those of every test scan (no gate), at the same calibrated pixel threshold.".into()));
+        let cell = |v: Option<f64>, f: fn(f64) -> String| v.map_or_else(|| "n/a".into(), f);
+        let three = |v: f64| format!("{v:.3}");
+        d.push(Table {
+            header: ["", "accepted scans (gate)", "all scans (no gate)"]
+                .map(String::from)
+                .to_vec(),
+            rows: vec![
+                vec![
+                    "healthy-pixel FPR at the threshold".into(),
+                    cell(g.healthy_fpr_accepted, pct),
+                    cell(g.healthy_fpr_all, pct),
+                ],
+                vec![
+                    "pixel AP (lesion pixels)".into(),
+                    cell(g.pixel_ap_accepted, three),
+                    cell(g.pixel_ap_all, three),
+                ],
+                vec![
+                    "Dice, lesional scans".into(),
+                    opt(g.dice_accepted.as_ref(), est),
+                    opt(g.dice_all.as_ref(), est),
+                ],
+                vec![
+                    "in-distribution scans accepted".into(),
+                    cell(g.id_acceptance, pct),
+                    "100.0%".into(),
+                ],
+            ],
+        });
         d.push(List(vec![
             format!(
                 "Fraction of test scans rejected: {}.",
@@ -750,10 +849,12 @@ fn document(r: &Results, plots: &[Plot]) -> Vec<Block> {
         d.push(Table {
             header: [
                 "test set",
+                "role",
                 "scans",
                 "in distribution",
                 "lesion suspected",
                 "rejected (OOD)",
+                "accepted",
             ]
             .map(String::from)
             .to_vec(),
@@ -761,12 +862,23 @@ fn document(r: &Results, plots: &[Plot]) -> Vec<Block> {
                 .per_set
                 .iter()
                 .map(|s| {
+                    let set_role = r
+                        .test_sets
+                        .iter()
+                        .find(|t| t.name == s.test_set)
+                        .map_or("", |t| role(t.role));
                     vec![
                         s.test_set.clone(),
+                        set_role.into(),
                         s.scans.to_string(),
                         s.in_distribution.to_string(),
                         s.lesion_suspected.to_string(),
                         s.rejected.to_string(),
+                        if s.scans == 0 {
+                            "n/a".into()
+                        } else {
+                            pct((s.scans - s.rejected) as f64 / s.scans as f64)
+                        },
                     ]
                 })
                 .collect(),

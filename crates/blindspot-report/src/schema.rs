@@ -44,6 +44,40 @@ pub struct Results {
     /// Each member's training log (losses, the KL weight, adequacy against step).
     #[serde(default)]
     pub training: Vec<TrainingCurve>,
+    /// The paper's two slice-level experiments over all test sets pooled, per statistic, with
+    /// scan-level bootstrap intervals (what findings 2 and 3 are judged on).
+    #[serde(default)]
+    pub pooled: Vec<PooledStatistic>,
+    /// The best prior-knowledge statistic against the best of the paper's plain OOD scores at
+    /// disentangling, as a paired difference (finding 3).
+    #[serde(default)]
+    pub prior_comparison: Option<PriorComparison>,
+}
+
+/// One statistic over all test sets pooled.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PooledStatistic {
+    /// The statistic's key.
+    pub statistic: String,
+    /// OOD detection: the healthy slices of every out-of-distribution set against the healthy
+    /// slices of the in-distribution sets.
+    pub ood_auroc: Option<Estimate>,
+    /// Disentangling: the lesional slices of every test set against the healthy slices of
+    /// every test set, in- and out-of-distribution.
+    pub disentangling_auroc: Option<Estimate>,
+}
+
+/// A paired comparison of two statistics' pooled disentangling AUROC.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PriorComparison {
+    /// The prior-knowledge statistic.
+    pub prior: String,
+    /// The plain OOD statistic it is compared with (the best of the paper's scores).
+    pub plain: String,
+    /// AUROC of `prior` minus AUROC of `plain`, with a paired scan-level bootstrap interval.
+    pub difference: Estimate,
 }
 
 /// Model adequacy (docs/method.md, "Model adequacy"): each member's reconstruction error on
@@ -487,6 +521,21 @@ pub struct GateResult {
     pub risk_coverage: Vec<[f64; 2]>,
     /// Area under the risk-coverage curve (lower is better).
     pub aurc: Option<Estimate>,
+    /// Healthy-pixel FPR at the calibrated threshold, pooled over the scans the gate accepts.
+    #[serde(default)]
+    pub healthy_fpr_accepted: Option<f64>,
+    /// The same over every test scan (no gate).
+    #[serde(default)]
+    pub healthy_fpr_all: Option<f64>,
+    /// Pixel average precision (lesion pixels positive), pooled over the accepted scans.
+    #[serde(default)]
+    pub pixel_ap_accepted: Option<f64>,
+    /// The same over every test scan.
+    #[serde(default)]
+    pub pixel_ap_all: Option<f64>,
+    /// Fraction of the in-distribution test scans (healthy and lesional) the gate accepts.
+    #[serde(default)]
+    pub id_acceptance: Option<f64>,
 }
 
 /// The gate's decisions on one test set.
@@ -525,6 +574,8 @@ impl Results {
             gate: None,
             adequacy: None,
             training: Vec::new(),
+            pooled: Vec::new(),
+            prior_comparison: None,
         }
     }
 
@@ -561,6 +612,31 @@ impl Results {
             }
         }
         finite("threshold.value", self.threshold.value)?;
+        for (i, p) in self.pooled.iter().enumerate() {
+            opt_unit_est(&format!("pooled[{i}].ood_auroc"), p.ood_auroc)?;
+            opt_unit_est(
+                &format!("pooled[{i}].disentangling_auroc"),
+                p.disentangling_auroc,
+            )?;
+        }
+        if let Some(c) = &self.prior_comparison {
+            for v in [
+                Some(c.difference.value),
+                c.difference.low,
+                c.difference.high,
+            ]
+            .into_iter()
+            .flatten()
+            {
+                if !(-1.0..=1.0).contains(&v) {
+                    return invalid(
+                        "prior_comparison.difference",
+                        v,
+                        "a difference of AUROCs in [-1, 1]",
+                    );
+                }
+            }
+        }
         if let Some(a) = &self.adequacy {
             finite("adequacy.e_mean", a.e_mean)?;
             finite("adequacy.e_blur", a.e_blur)?;
@@ -687,6 +763,17 @@ impl Results {
             opt_unit_est("gate.dice_accepted", g.dice_accepted)?;
             opt_unit_est("gate.dice_all", g.dice_all)?;
             opt_unit_est("gate.aurc", g.aurc)?;
+            for (key, v) in [
+                ("gate.healthy_fpr_accepted", g.healthy_fpr_accepted),
+                ("gate.healthy_fpr_all", g.healthy_fpr_all),
+                ("gate.pixel_ap_accepted", g.pixel_ap_accepted),
+                ("gate.pixel_ap_all", g.pixel_ap_all),
+                ("gate.id_acceptance", g.id_acceptance),
+            ] {
+                if let Some(v) = v {
+                    unit(key, v)?;
+                }
+            }
             for (j, s) in g.per_set.iter().enumerate() {
                 if s.in_distribution + s.lesion_suspected + s.rejected != s.scans {
                     return invalid(

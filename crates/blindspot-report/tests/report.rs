@@ -32,7 +32,7 @@ fn report_renders_every_file_and_results_roundtrip() {
     // the findings with their numbers
     for needle in [
         "The blind spot",
-        "47.0% on T1 (9.4x)",
+        "47.0% [37.6%, 56.4%] on T1 (9.4x)",
         "Residual entropy H_l1 0.820",
         "Dice on accepted lesional scans 0.520 [0.440, 0.580]",
     ] {
@@ -58,8 +58,9 @@ fn report_renders_every_file_and_results_roundtrip() {
     assert!(html.contains(&format!("<b>Figure {images}.</b>")));
     assert!(!html.contains(&format!("<b>Figure {}.</b>", images + 1)));
 
-    // 1 FPR plot + ROC and PR for the 4 lesional sets + 1 histogram + risk-coverage
-    assert_eq!(files.plots.len(), 11);
+    // 1 FPR plot + ROC and PR for the 4 lesional sets + 1 histogram + gate acceptance +
+    // risk-coverage
+    assert_eq!(files.plots.len(), 12);
     for p in files.plots.iter().chain(
         std::fs::read_dir(dir.path().join("grids"))
             .unwrap()
@@ -416,10 +417,93 @@ fn findings_of_an_inadequate_model_are_not_interpretable() {
     assert_eq!(f[3].verdict, Verdict::NotMeasured);
     for f in &f[..3] {
         assert_eq!(f.verdict, Verdict::NotInterpretable, "{}", f.title);
-        assert!(f.text.contains("0.30 is below the criterion 0.50"), "{}", f.text);
+        assert!(
+            f.text.contains("0.30 is below the criterion 0.50"),
+            "{}",
+            f.text
+        );
     }
     let files = render_report(&r, dir.path()).unwrap();
     let md = std::fs::read_to_string(&files.markdown).unwrap();
     assert!(md.contains("not interpretable: the model did not learn the anatomy"));
     assert!(md.contains("Not met: the findings below are not interpretable"));
+}
+
+/// With the pooled experiments, findings 2 and 3 are judged on intervals: an interval on one
+/// side of the criterion decides, one that reaches both sides makes the finding inconclusive;
+/// finding 4 is judged on the gate's goal (FPR on accepted scans, acceptance of ID scans).
+#[test]
+fn pooled_findings_are_judged_on_their_intervals() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut r = sample::sample_results(dir.path());
+    let pooled = |name: &str, ood: Estimate, dis: Estimate| PooledStatistic {
+        statistic: name.into(),
+        ood_auroc: Some(ood),
+        disentangling_auroc: Some(dis),
+    };
+    let detects = Estimate::with_ci(0.85, 0.78, 0.9);
+    let chance = Estimate::with_ci(0.55, 0.45, 0.62);
+    r.pooled = ["rec_err", "coded_elbo", "waic", "dose"]
+        .iter()
+        .map(|n| pooled(n, detects, chance))
+        .chain([pooled(
+            "entropy",
+            detects,
+            Estimate::with_ci(0.8, 0.72, 0.86),
+        )])
+        .collect();
+    r.prior_comparison = Some(PriorComparison {
+        prior: "entropy".into(),
+        plain: "coded_elbo".into(),
+        difference: Estimate::with_ci(0.25, 0.15, 0.33),
+    });
+    let f = findings(&r);
+    assert_eq!(f[1].verdict, Verdict::Holds, "{}", f[1].text);
+    assert!(f[1].text.contains("0.850 [0.780, 0.900]"), "{}", f[1].text);
+    assert_eq!(f[2].verdict, Verdict::Holds, "{}", f[2].text);
+    assert!(f[2].text.contains("0.250 [0.150, 0.330]"), "{}", f[2].text);
+    assert_eq!(f[3].verdict, Verdict::Holds, "{}", f[3].text);
+
+    // a disentangling interval reaching past chance + 0.15: inconclusive
+    r.pooled[2].disentangling_auroc = Some(Estimate::with_ci(0.6, 0.5, 0.7));
+    assert_eq!(findings(&r)[1].verdict, Verdict::Inconclusive);
+    // one entirely above the band: does not hold
+    r.pooled[2].disentangling_auroc = Some(Estimate::with_ci(0.8, 0.7, 0.85));
+    assert_eq!(findings(&r)[1].verdict, Verdict::DoesNotHold);
+    // a plain score that cannot detect the shift: does not hold either
+    r.pooled[2].disentangling_auroc = Some(chance);
+    r.pooled[0].ood_auroc = Some(Estimate::with_ci(0.52, 0.44, 0.6));
+    assert_eq!(findings(&r)[1].verdict, Verdict::DoesNotHold);
+
+    // finding 3: large but uncertain, small and certain, clearly none
+    for (d, want) in [
+        (Estimate::with_ci(0.2, -0.05, 0.4), Verdict::Inconclusive),
+        (Estimate::with_ci(0.05, 0.01, 0.08), Verdict::DoesNotHold),
+        (Estimate::with_ci(0.05, -0.1, 0.2), Verdict::Inconclusive),
+        (Estimate::with_ci(-0.2, -0.3, -0.1), Verdict::DoesNotHold),
+    ] {
+        r.prior_comparison.as_mut().unwrap().difference = d;
+        assert_eq!(findings(&r)[2].verdict, want, "{d:?}");
+    }
+
+    // finding 4: the gate lets too many false positives through, or rejects ID scans
+    let g = r.gate.as_mut().unwrap();
+    g.healthy_fpr_accepted = Some(0.09);
+    assert_eq!(findings(&r)[3].verdict, Verdict::DoesNotHold);
+    let g = r.gate.as_mut().unwrap();
+    g.healthy_fpr_accepted = Some(0.07);
+    g.id_acceptance = Some(0.8);
+    assert_eq!(findings(&r)[3].verdict, Verdict::DoesNotHold);
+    r.gate.as_mut().unwrap().id_acceptance = Some(0.95);
+    assert_eq!(findings(&r)[3].verdict, Verdict::Holds);
+
+    // the blind spot: the worst shifted set's interval must clear the target
+    for t in &mut r.test_sets {
+        for p in t.pixel.iter_mut().filter(|p| !p.baseline) {
+            if t.role == TestSetRole::OutOfDistribution {
+                p.healthy_fpr_at_threshold = Some(Estimate::with_ci(0.11, 0.04, 0.2));
+            }
+        }
+    }
+    assert_eq!(findings(&r)[0].verdict, Verdict::Inconclusive);
 }

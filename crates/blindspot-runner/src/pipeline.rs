@@ -1660,6 +1660,7 @@ fn evaluate_sets(
             config.report.histogram_bins,
         ));
     }
+    pooled_experiments(&mut results, config, tests, rule, bootstrap.as_ref())?;
     let mut gate = None;
     if let Some(gate_cfg) = &config.gate {
         let fitted = Gate::fit_split(&healthy_val, gate_cfg.clone())?;
@@ -1750,6 +1751,95 @@ fn slice_grid(
     }))
 }
 
+/// The paper's two slice-level experiments over every test set pooled, per statistic, and the
+/// paired comparison of finding 3 (docs/method.md 5.2): OOD detection (healthy slices of the
+/// out-of-distribution sets against healthy in-distribution slices) and disentangling (lesional
+/// slices of every set against the healthy slices of every set), with scan-level intervals.
+fn pooled_experiments(
+    results: &mut Results,
+    config: &RunConfig,
+    tests: &[SetData],
+    rule: LesionRule,
+    bootstrap: Option<&BootstrapConfig>,
+) -> Result<()> {
+    let ev = &config.evaluation;
+    let of_role = |role: Role| -> Vec<SliceRecord> {
+        tests
+            .iter()
+            .filter(|t| t.role == Some(role))
+            .flat_map(|t| t.records.iter().cloned())
+            .collect()
+    };
+    let id_healthy: Vec<SliceRecord> = of_role(Role::InDistribution)
+        .into_iter()
+        .filter(|r| !r.is_lesional(rule))
+        .collect();
+    let ood = of_role(Role::OutOfDistribution);
+    let all: Vec<&[SliceRecord]> = tests.iter().map(|t| t.records.as_slice()).collect();
+    let disentangling =
+        |s: Statistic| disentangling_set(&[], &all, &Scorer::Statistic(s), rule, IdNegatives::All);
+    let metrics = |set: &blindspot_ood::eval::ScoredSet| {
+        blindspot_ood::eval::evaluate(set, bootstrap)
+            .ok()
+            .map(|m| estimate(m.auroc, m.intervals.map(|i| i.auroc)))
+    };
+    for &s in &ev.statistics {
+        let ood_auroc = detection_set(
+            &id_healthy,
+            &ood,
+            &Scorer::Statistic(s),
+            OodMode::Healthy,
+            rule,
+            IdNegatives::All,
+        )
+        .ok()
+        .and_then(|set| metrics(&set));
+        let disentangling_auroc = disentangling(s).ok().and_then(|set| metrics(&set));
+        results.pooled.push(blindspot_report::PooledStatistic {
+            statistic: s.name().to_owned(),
+            ood_auroc,
+            disentangling_auroc,
+        });
+    }
+    // Finding 3: the best prior-knowledge statistic against the best of the paper's scores.
+    let best = |prior: bool| {
+        results
+            .pooled
+            .iter()
+            .filter(|p| {
+                let is_prior = ev.prior_knowledge.iter().any(|s| s.name() == p.statistic);
+                is_prior == prior
+                    && (prior
+                        || blindspot_report::findings::PAPER_OOD_STATISTICS
+                            .contains(&p.statistic.as_str()))
+            })
+            .filter_map(|p| {
+                p.disentangling_auroc
+                    .map(|e| (p.statistic.clone(), e.value))
+            })
+            .max_by(|a, b| a.1.total_cmp(&b.1))
+            .map(|(name, _)| name)
+    };
+    let named = |name: &str| ev.statistics.iter().copied().find(|s| s.name() == name);
+    if let (Some(prior), Some(plain), Some(b)) = (best(true), best(false), bootstrap)
+        && let (Some(p), Some(q)) = (named(&prior), named(&plain))
+    {
+        let (a, c) = (disentangling(p)?, disentangling(q)?);
+        if let Ok(cmp) = blindspot_ood::eval::compare_auroc(&a, &c, b) {
+            results.prior_comparison = Some(blindspot_report::PriorComparison {
+                prior,
+                plain,
+                difference: Estimate {
+                    value: cmp.difference.estimate,
+                    low: Some(cmp.difference.lower),
+                    high: Some(cmp.difference.upper),
+                },
+            });
+        }
+    }
+    Ok(())
+}
+
 fn run_gate(
     gate: &Gate,
     tests: &[SetData],
@@ -1760,8 +1850,24 @@ fn run_gate(
     let mut outcomes = Vec::new();
     let (mut dice_acc, mut dice_all) = (Vec::new(), Vec::new());
     let (mut rejected, mut scans) = (0usize, 0usize);
+    // Pixels of the accepted scans and of all scans, and the in-distribution scans accepted.
+    let (mut pixels_acc, mut pixels_all) = (Vec::new(), Vec::new());
+    let (mut id_scans, mut id_accepted) = (0usize, 0usize);
     for t in tests {
         let verdicts = gate.decide_all(&t.records)?;
+        for v in &verdicts {
+            let accepted = v.decision.reports_lesion_map();
+            if let Some(k) = t.subjects.iter().position(|s| *s == v.scan.volume) {
+                pixels_all.push(t.pixels[k].clone());
+                if accepted {
+                    pixels_acc.push(t.pixels[k].clone());
+                }
+            }
+            if t.role == Some(Role::InDistribution) {
+                id_scans += 1;
+                id_accepted += usize::from(accepted);
+            }
+        }
         // Pixel counts per scan at the calibrated threshold.
         let per_scan: BTreeMap<&str, (u64, u64, u64)> = t
             .subjects
@@ -1816,6 +1922,18 @@ fn run_gate(
     let mean = |v: &[f64]| {
         (!v.is_empty()).then(|| Estimate::point(v.iter().sum::<f64>() / v.len() as f64))
     };
+    // Healthy-pixel FPR at the threshold and pixel AP over the pooled scans.
+    let pixel_summary = |parts: &[RankAccumulator<f32>]| -> (Option<f64>, Option<f64>) {
+        if parts.is_empty() {
+            return (None, None);
+        }
+        let ranked = pooled(parts);
+        let (_, fp, _, negatives) = counts(&ranked, threshold);
+        let fpr = (negatives > 0).then(|| fp as f64 / negatives as f64);
+        (fpr, ranked.average_precision().ok())
+    };
+    let (healthy_fpr_accepted, pixel_ap_accepted) = pixel_summary(&pixels_acc);
+    let (healthy_fpr_all, pixel_ap_all) = pixel_summary(&pixels_all);
     let rc = risk_coverage(&outcomes)?;
     let aurc_ci = match bootstrap {
         Some(b) => blindspot_ood::eval::bootstrap_aurc(&outcomes, b).ok(),
@@ -1836,6 +1954,11 @@ fn run_gate(
             .map(|p| [p.coverage, 1.0 - p.mean_dice])
             .collect(),
         aurc: Some(estimate(rc.aurc, aurc_ci)),
+        healthy_fpr_accepted,
+        healthy_fpr_all,
+        pixel_ap_accepted,
+        pixel_ap_all,
+        id_acceptance: (id_scans > 0).then(|| id_accepted as f64 / id_scans as f64),
     })
 }
 

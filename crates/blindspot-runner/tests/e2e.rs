@@ -315,7 +315,8 @@ fn run_writes_every_output_with_finite_numbers() {
         assert!(
             matches!(
                 f.verdict,
-                blindspot_report::Verdict::NotInterpretable | blindspot_report::Verdict::NotMeasured
+                blindspot_report::Verdict::NotInterpretable
+                    | blindspot_report::Verdict::NotMeasured
             ),
             "{}: {:?}",
             f.title,
@@ -323,6 +324,16 @@ fn run_writes_every_output_with_finite_numbers() {
         );
     }
     non_empty(&out.join("plots/training-member-0.png"));
+    // the pooled experiments, one entry per statistic (no intervals: bootstrap is off here)
+    assert_eq!(results.pooled.len(), 10);
+    for p in &results.pooled {
+        let d = p.disentangling_auroc.expect("lesional and healthy slices exist");
+        assert!((0.0..=1.0).contains(&d.value) && d.low.is_none(), "{p:?}");
+    }
+    assert!(results.prior_comparison.is_none());
+    let gate = results.gate.as_ref().unwrap();
+    assert!(gate.healthy_fpr_all.is_some() && gate.id_acceptance.is_some());
+    non_empty(&out.join("plots/gate-acceptance.png"));
     let gate = results.gate.as_ref().expect("the gate ran");
     assert_eq!(gate.per_set.len(), 5);
     assert_eq!(gate.per_set.iter().map(|s| s.scans).sum::<usize>(), 10);

@@ -316,6 +316,11 @@ pub fn sample_results(dir: &Path) -> Results {
             .map(|c| [c, 0.3 + 0.4 * c * c])
             .collect(),
         aurc: Some(Estimate::with_ci(0.43, 0.39, 0.47)),
+        healthy_fpr_accepted: Some(0.062),
+        healthy_fpr_all: Some(0.19),
+        pixel_ap_accepted: Some(0.48),
+        pixel_ap_all: Some(0.31),
+        id_acceptance: Some(1.0),
     });
     r
 }
