@@ -1135,7 +1135,14 @@ pub(crate) fn infer_set<B: Backend, M: Model<B>>(
                     slice: i,
                     label: format!("{} z{}", id.subject, id.index),
                     input: x.to_vec(),
-                    reconstruction: mean.clone(),
+                    // inside the brain only: the masked loss leaves the rest unconstrained,
+                    // and the input's background there keeps the grid readable
+                    reconstruction: mean
+                        .iter()
+                        .zip(&mask)
+                        .zip(x)
+                        .map(|((&r, &m), &xi)| if m { r } else { xi })
+                        .collect(),
                     residual: residual.clone(),
                     lesion: seg.iter().map(|&b| f32::from(u8::from(b))).collect(),
                 });
@@ -1744,8 +1751,9 @@ fn slice_grid(
         kind,
         path: rel,
         caption: format!(
-            "{}: input, ensemble-mean reconstruction, post-processed residual, ground truth, \
-             residual above the threshold {threshold:.3}",
+            "{}: input, ensemble-mean reconstruction (inside the brain mask, where the loss \
+             is computed; the input's background elsewhere), post-processed residual, ground \
+             truth, residual above the threshold {threshold:.3}",
             set.name
         ),
     }))
