@@ -334,7 +334,26 @@ impl Trainer {
             .collect();
         let mut log = RunLog::open(&self.run_dir, step, scalars)?;
 
-        let bar = if cfg.progress {
+        // Where nobody watches a terminal (a cluster job's log file), the bar stays hidden and
+        // plain lines say what happens instead: the start or resume, and every logged step.
+        let plain = cfg.progress && !std::io::IsTerminal::is_terminal(&std::io::stderr());
+        let name = self.run_dir.file_name().map_or_else(
+            || self.run_dir.display().to_string(),
+            |n| n.to_string_lossy().into_owned(),
+        );
+        if plain {
+            if resumed_from >= total {
+                eprintln!("{name}: already trained ({resumed_from} of {total} steps), reused");
+            } else if resumed_from > 0 {
+                eprintln!(
+                    "{name}: resuming at step {resumed_from} of {total} from its last checkpoint"
+                );
+            } else {
+                eprintln!("{name}: training {total} steps");
+            }
+        }
+        let started = (Instant::now(), step);
+        let bar = if cfg.progress && !plain {
             let b = indicatif::ProgressBar::new(total);
             b.set_style(
                 indicatif::ProgressStyle::with_template(
@@ -421,6 +440,16 @@ impl Trainer {
                 );
                 if let Some((b, _)) = best_val {
                     msg.push_str(&format!(" best val {b:.4}"));
+                }
+                if plain {
+                    let (t0, s0) = started;
+                    let per_step = t0.elapsed().as_secs_f64() / (step - s0).max(1) as f64;
+                    let left = per_step * (total - step) as f64;
+                    let val = val_loss.map_or_else(String::new, |v| format!(" val {v:.4}"));
+                    eprintln!(
+                        "{name}: step {step}/{total} {msg}{val} ({:.0} s left)",
+                        left.round()
+                    );
                 }
                 bar.set_message(msg);
                 log.append(&LogLine {

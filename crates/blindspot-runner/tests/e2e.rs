@@ -327,7 +327,9 @@ fn run_writes_every_output_with_finite_numbers() {
     // the pooled experiments, one entry per statistic (no intervals: bootstrap is off here)
     assert_eq!(results.pooled.len(), 10);
     for p in &results.pooled {
-        let d = p.disentangling_auroc.expect("lesional and healthy slices exist");
+        let d = p
+            .disentangling_auroc
+            .expect("lesional and healthy slices exist");
         assert!((0.0..=1.0).contains(&d.value) && d.low.is_none(), "{p:?}");
     }
     assert!(results.prior_comparison.is_none());
@@ -558,4 +560,40 @@ fn an_autoencoder_and_a_flow_run_end_to_end() {
         "flow ensemble",
         &["neg_elbo", "log_likelihood", "waic_neg_elbo", "dose"],
     );
+}
+
+/// When stderr is not a terminal (a cluster job's log file), training says what it does in
+/// plain lines: start, every logged step with time left, and on a rerun what it reused.
+#[test]
+fn training_progress_is_plain_text_without_a_terminal() {
+    let tmp = tempfile::tempdir().unwrap();
+    let config = tmp.path().join("tiny.toml");
+    std::fs::write(&config, TINY).unwrap();
+    let out = tmp.path().join("run");
+    let train = || {
+        let o = blindspot()
+            .args(["run", config.to_str().unwrap(), "--out"])
+            .arg(&out)
+            .args(["--set", "train.progress=true", "--set", "train.log_every=1"])
+            .output()
+            .unwrap();
+        assert!(o.status.success());
+        String::from_utf8_lossy(&o.stderr).into_owned()
+    };
+    let first = train();
+    for needle in [
+        "member-0: training 3 steps",
+        "member-1: training 3 steps",
+        "member-0: step 1/3 loss",
+        "member-1: step 3/3 loss",
+        "s left)",
+    ] {
+        assert!(first.contains(needle), "{needle:?} missing in:\n{first}");
+    }
+    let again = train();
+    assert!(
+        again.contains("member-0: already trained (3 of 3 steps), reused"),
+        "{again}"
+    );
+    assert!(!again.contains("step 1/3"), "{again}");
 }
