@@ -122,6 +122,7 @@ struct Plot {
 #[derive(PartialEq, Eq, Clone, Copy)]
 enum PlotSection {
     Adequacy,
+    Disentangling,
     BlindSpot,
     Pixel,
     Histogram,
@@ -203,6 +204,71 @@ fn write_plots(r: &Results, dir: &Path) -> Result<Vec<Plot>> {
                 c.member
             ),
             PlotSection::Adequacy,
+        );
+    }
+
+    // Disentangling against lesion size, one curve per statistic.
+    if r.disentangling_by_size.len() >= 2 {
+        let mid = |b: &crate::schema::SizeBin| 100.0 * 0.5 * (b.low + b.high.min(0.4));
+        let mut names: Vec<String> = Vec::new();
+        for b in &r.disentangling_by_size {
+            for (n, _) in &b.auroc {
+                if !names.contains(n) {
+                    names.push(n.clone());
+                }
+            }
+        }
+        let curves: Vec<Curve> = names
+            .iter()
+            .map(|n| Curve {
+                label: r.statistic_label(n).to_owned(),
+                points: r
+                    .disentangling_by_size
+                    .iter()
+                    .filter_map(|b| {
+                        b.auroc
+                            .iter()
+                            .find(|(k, _)| k == n)
+                            .map(|(_, e)| [mid(b), e.value])
+                    })
+                    .collect(),
+            })
+            .collect();
+        let xs = padded_range(curves.iter().flat_map(|c| c.points.iter().map(|p| p[0])));
+        let rel = "plots/disentangling-by-size.png".to_string();
+        let axes = Axes {
+            title: "Disentangling against lesion size",
+            x_desc: "lesion share of the slice's brain (%, bin centre)",
+            y_desc: "disentangling AUROC",
+            x: xs.clone(),
+            y: 0.0..1.0,
+            legend: SeriesLabelPosition::LowerRight,
+        };
+        let refs = [RefLine {
+            label: "chance".into(),
+            from: (xs.start, 0.5),
+            to: (xs.end, 0.5),
+        }];
+        line_plot(&dir.join(&rel), &axes, &curves, &refs)?;
+        let bins: Vec<String> = r
+            .disentangling_by_size
+            .iter()
+            .map(|b| {
+                format!(
+                    "{:.0}-{:.0} % ({} slices)",
+                    100.0 * b.low,
+                    100.0 * b.high,
+                    b.positives
+                )
+            })
+            .collect();
+        add(
+            rel,
+            format!(
+                "Pooled disentangling AUROC (lesional slices of one size bin against every healthy slice) against the lesion's share of the slice's brain. Bins: {}. A prior-knowledge statistic that sees concentrated residuals should gain most on small lesions.",
+                bins.join(", ")
+            ),
+            PlotSection::Disentangling,
         );
     }
 
@@ -785,6 +851,9 @@ fn document(r: &Results, plots: &[Plot]) -> Vec<Block> {
                 est(&c.difference)
             )));
         }
+    }
+    section_plots(&mut d, PlotSection::Disentangling);
+    if !r.pooled.is_empty() {
         d.push(Heading(3, "Per lesional set".into()));
     }
     if let Some((header, rows)) = matrix(r, |t, s| {

@@ -52,6 +52,24 @@ pub struct Results {
     /// disentangling, as a paired difference (finding 3).
     #[serde(default)]
     pub prior_comparison: Option<PriorComparison>,
+    /// Pooled disentangling with the lesional slices split by lesion size (the lesion's share
+    /// of the brain in the slice), every healthy slice as negative in each bin.
+    #[serde(default)]
+    pub disentangling_by_size: Vec<SizeBin>,
+}
+
+/// Disentangling of the lesional slices whose lesion share lies in `(low, high]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SizeBin {
+    /// Lower end of the lesion share (exclusive).
+    pub low: f64,
+    /// Upper end (inclusive).
+    pub high: f64,
+    /// Lesional slices in the bin.
+    pub positives: usize,
+    /// Disentangling AUROC per statistic (key, estimate).
+    pub auroc: Vec<(String, Estimate)>,
 }
 
 /// One statistic over all test sets pooled.
@@ -576,6 +594,7 @@ impl Results {
             training: Vec::new(),
             pooled: Vec::new(),
             prior_comparison: None,
+            disentangling_by_size: Vec::new(),
         }
     }
 
@@ -618,6 +637,11 @@ impl Results {
                 &format!("pooled[{i}].disentangling_auroc"),
                 p.disentangling_auroc,
             )?;
+        }
+        for (i, b) in self.disentangling_by_size.iter().enumerate() {
+            for (name, e) in &b.auroc {
+                unit_est(&format!("disentangling_by_size[{i}].auroc.{name}"), *e)?;
+            }
         }
         if let Some(c) = &self.prior_comparison {
             for v in [

@@ -58,9 +58,9 @@ fn report_renders_every_file_and_results_roundtrip() {
     assert!(html.contains(&format!("<b>Figure {images}.</b>")));
     assert!(!html.contains(&format!("<b>Figure {}.</b>", images + 1)));
 
-    // 1 FPR plot + ROC and PR for the 4 lesional sets + 1 histogram + gate acceptance +
-    // risk-coverage
-    assert_eq!(files.plots.len(), 12);
+    // 1 FPR plot + ROC and PR for the 4 lesional sets + 1 histogram + disentangling by size +
+    // gate acceptance + risk-coverage
+    assert_eq!(files.plots.len(), 13);
     for p in files.plots.iter().chain(
         std::fs::read_dir(dir.path().join("grids"))
             .unwrap()

@@ -1759,6 +1759,10 @@ fn slice_grid(
     }))
 }
 
+/// Edges of the lesion-share bins of [`Results::disentangling_by_size`]: the lesion's share of
+/// the slice's brain pixels.
+const LESION_SHARE_BINS: [f64; 6] = [0.0, 0.02, 0.05, 0.1, 0.2, 1.0];
+
 /// The paper's two slice-level experiments over every test set pooled, per statistic, and the
 /// paired comparison of finding 3 (docs/method.md 5.2): OOD detection (healthy slices of the
 /// out-of-distribution sets against healthy in-distribution slices) and disentangling (lesional
@@ -1808,6 +1812,57 @@ fn pooled_experiments(
             ood_auroc,
             disentangling_auroc,
         });
+    }
+    // Disentangling against lesion size: the lesional slices split by the lesion's share of
+    // the slice's brain, each bin against every healthy slice.
+    let plotted: Vec<Statistic> = ev
+        .statistics
+        .iter()
+        .copied()
+        .filter(|s| {
+            ev.prior_knowledge.contains(s)
+                || blindspot_report::findings::PAPER_OOD_STATISTICS.contains(&s.name())
+        })
+        .collect();
+    let share = |r: &SliceRecord| f64::from(r.lesion_pixels) / f64::from(r.mask_pixels.max(1));
+    for w in LESION_SHARE_BINS.windows(2) {
+        let (low, high) = (w[0], w[1]);
+        let kept: Vec<Vec<SliceRecord>> = tests
+            .iter()
+            .map(|t| {
+                t.records
+                    .iter()
+                    .filter(|r| !r.is_lesional(rule) || (share(r) > low && share(r) <= high))
+                    .cloned()
+                    .collect()
+            })
+            .collect();
+        let kept: Vec<&[SliceRecord]> = kept.iter().map(Vec::as_slice).collect();
+        let positives = kept
+            .iter()
+            .flat_map(|t| t.iter())
+            .filter(|r| !r.is_empty() && r.is_lesional(rule))
+            .count();
+        if positives == 0 {
+            continue;
+        }
+        let auroc = plotted
+            .iter()
+            .filter_map(|&s| {
+                let set =
+                    disentangling_set(&[], &kept, &Scorer::Statistic(s), rule, IdNegatives::All)
+                        .ok()?;
+                Some((s.name().to_owned(), metrics(&set)?))
+            })
+            .collect();
+        results
+            .disentangling_by_size
+            .push(blindspot_report::SizeBin {
+                low,
+                high,
+                positives,
+                auroc,
+            });
     }
     // Finding 3: the best prior-knowledge statistic against the best of the paper's scores.
     let best = |prior: bool| {

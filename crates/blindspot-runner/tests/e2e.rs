@@ -333,6 +333,12 @@ fn run_writes_every_output_with_finite_numbers() {
         assert!((0.0..=1.0).contains(&d.value) && d.low.is_none(), "{p:?}");
     }
     assert!(results.prior_comparison.is_none());
+    // lesional slices split by lesion size, each bin with the prior and the paper's scores
+    assert!(!results.disentangling_by_size.is_empty());
+    for b in &results.disentangling_by_size {
+        assert!(b.positives > 0 && b.low < b.high);
+        assert!(b.auroc.iter().any(|(n, _)| n == "entropy"), "{b:?}");
+    }
     let gate = results.gate.as_ref().unwrap();
     assert!(gate.healthy_fpr_all.is_some() && gate.id_acceptance.is_some());
     non_empty(&out.join("plots/gate-acceptance.png"));

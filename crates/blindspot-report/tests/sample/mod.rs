@@ -322,5 +322,21 @@ pub fn sample_results(dir: &Path) -> Results {
         pixel_ap_all: Some(0.31),
         id_acceptance: Some(1.0),
     });
+    r.disentangling_by_size = [
+        (0.0, 0.02, 30, 0.82),
+        (0.02, 0.05, 44, 0.74),
+        (0.05, 0.1, 51, 0.66),
+    ]
+    .iter()
+    .map(|&(low, high, positives, h)| SizeBin {
+        low,
+        high,
+        positives,
+        auroc: vec![
+            ("entropy".into(), Estimate::with_ci(h, h - 0.06, h + 0.05)),
+            ("rec_err".into(), Estimate::with_ci(0.58, 0.52, 0.64)),
+        ],
+    })
+    .collect();
     r
 }
