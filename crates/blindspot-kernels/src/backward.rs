@@ -3,6 +3,9 @@
 //! `ModuleOps::conv2d` (`src/ops/module.rs`): checkpoint the inputs, compute only the gradients
 //! of the parents that require one.
 //!
+//! Leaky ReLU keeps its output (or, for a slope <= 0, its input) for the backward, batch
+//! normalisation its input, `γ` and the batch statistics.
+//!
 //! The gradient methods of `Autodiff<B>` itself keep their default bodies (burn's autodiff ops):
 //! they are only reached by differentiating a gradient, which no model here does.
 
@@ -12,6 +15,7 @@ use burn::backend::autodiff::checkpoint::base::Checkpointer;
 use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
 use burn::backend::autodiff::grads::Gradients;
 use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
+use burn::tensor::backend::AutodiffBackend;
 use burn::tensor::ops::{ConvOptions, ConvTransposeOptions, FloatTensor};
 
 use crate::ConvBackend;
@@ -171,7 +175,108 @@ fn tracked<B: ConvBackend, C: CheckpointStrategy>(
     }
 }
 
+/// Backward of leaky ReLU: parent `[x]`, state (input or output, slope).
+#[derive(Debug)]
+struct LeakyRelu;
+
+impl<B: ConvBackend> Backward<B, 1> for LeakyRelu {
+    type State = (FloatTensor<B>, f64);
+
+    fn backward(
+        self,
+        ops: Ops<Self::State, 1>,
+        grads: &mut Gradients,
+        _checkpointer: &mut Checkpointer,
+    ) {
+        let [node_x] = ops.parents;
+        let grad = grads.consume::<B>(&ops.node);
+        let (y, slope) = ops.state;
+        if let Some(node) = node_x {
+            grads.register::<B>(node.id, B::leaky_relu_grad(y, grad, slope));
+        }
+    }
+}
+
+/// Backward of batch normalisation: parents `[x, γ, β]`, state (x, γ, μ, σ², ε).
+#[derive(Debug)]
+struct BatchNorm;
+
+impl<B: ConvBackend> Backward<B, 3> for BatchNorm {
+    type State = (NodeId, NodeId, FloatTensor<B>, FloatTensor<B>, f64);
+
+    fn backward(
+        self,
+        ops: Ops<Self::State, 3>,
+        grads: &mut Gradients,
+        checkpointer: &mut Checkpointer,
+    ) {
+        let [node_x, node_gamma, node_beta] = ops.parents;
+        let grad = grads.consume::<B>(&ops.node);
+        let (x_state, gamma_state, mean, var, epsilon) = ops.state;
+        let x = checkpointer.retrieve_node_output::<FloatTensor<B>>(x_state);
+        let gamma = checkpointer.retrieve_node_output::<FloatTensor<B>>(gamma_state);
+        let (dx, dgamma, dbeta) = B::batch_norm_grad(x, gamma, mean, var, epsilon, grad);
+        if let Some(node) = node_x {
+            grads.register::<B>(node.id, dx);
+        }
+        if let Some(node) = node_gamma {
+            grads.register::<B>(node.id, dgamma);
+        }
+        if let Some(node) = node_beta {
+            grads.register::<B>(node.id, dbeta);
+        }
+    }
+}
+
 impl<B: ConvBackend, C: CheckpointStrategy> ConvBackend for Autodiff<B, C> {
+    fn leaky_relu_forward(x: FloatTensor<Self>, slope: f64) -> FloatTensor<Self> {
+        match LeakyRelu
+            .prepare::<C>([x.node.clone()])
+            .compute_bound()
+            .stateful()
+        {
+            OpsKind::Tracked(prep) => {
+                if slope > 0.0 {
+                    // the output has the input's sign: keep it, and let the input go
+                    let y = B::leaky_relu_forward(x.primitive, slope);
+                    prep.finish((y.clone(), slope), y)
+                } else {
+                    let y = B::leaky_relu_forward(x.primitive.clone(), slope);
+                    prep.finish((x.primitive, slope), y)
+                }
+            }
+            OpsKind::UnTracked(prep) => prep.finish(B::leaky_relu_forward(x.primitive, slope)),
+        }
+    }
+
+    fn batch_norm_forward(
+        x: FloatTensor<Self>,
+        gamma: FloatTensor<Self>,
+        beta: FloatTensor<Self>,
+        epsilon: f64,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
+        let prep = BatchNorm
+            .prepare::<C>([x.node.clone(), gamma.node.clone(), beta.node.clone()])
+            .compute_bound()
+            .stateful();
+        let (y, mean, var) = match prep {
+            OpsKind::Tracked(mut prep) => {
+                let x_state = prep.checkpoint(&x);
+                let gamma_state = prep.checkpoint(&gamma);
+                let (y, mean, var) =
+                    B::batch_norm_forward(x.primitive, gamma.primitive, beta.primitive, epsilon);
+                let state = (x_state, gamma_state, mean.clone(), var.clone(), epsilon);
+                (prep.finish(state, y), mean, var)
+            }
+            OpsKind::UnTracked(prep) => {
+                let (y, mean, var) =
+                    B::batch_norm_forward(x.primitive, gamma.primitive, beta.primitive, epsilon);
+                (prep.finish(y), mean, var)
+            }
+        };
+        (y, Self::from_inner(mean), Self::from_inner(var))
+    }
+
     fn conv2d_forward(
         x: FloatTensor<Self>,
         weight: FloatTensor<Self>,

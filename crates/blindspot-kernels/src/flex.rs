@@ -1,12 +1,15 @@
 //! [`ConvBackend`] for burn-flex: `f32` convolutions with `groups = 1` and `dilation = 1` (all
-//! the models use) on the kernels of [`crate::cpu`]; anything else goes to burn-flex's own op.
+//! the models use), batch normalisation and leaky ReLU on the kernels of [`crate::cpu`];
+//! anything else goes to burn-flex's own ops. Element-wise results are written in place when
+//! the tensor is not shared (the autodiff graph keeps what it needs by reference count).
 
 use burn::tensor::ops::{ConvOptions, ConvTransposeOptions, ModuleOps};
 use burn::tensor::{DType, TensorData, TensorMetadata};
 use burn_flex::{Flex, FlexTensor};
 
 use crate::ConvBackend;
-use crate::cpu::{self, MatRef, Window};
+use crate::backend::fallback;
+use crate::cpu::{self, Window};
 
 /// Whether every tensor is `f32` with no zero-sized axis.
 fn plain(tensors: &[&FlexTensor]) -> bool {
@@ -33,6 +36,26 @@ fn contiguous(t: FlexTensor) -> FlexTensor {
 fn values(t: &FlexTensor) -> &[f32] {
     t.as_slice::<f32>()
         .expect("a contiguous f32 tensor (checked by the caller)")
+}
+
+/// `t` as a contiguous tensor that owns its buffer alone, so that writing to it changes no
+/// other tensor (a copy only when `t` is shared or a view).
+fn owned(t: FlexTensor) -> FlexTensor {
+    let whole = t.layout().start_offset() == 0
+        && t.bytes().len() == t.layout().num_elements() * core::mem::size_of::<f32>();
+    if t.is_contiguous() && whole && t.is_unique() {
+        t
+    } else {
+        let shape = t.shape().to_vec();
+        let t = contiguous(t);
+        tensor(values(&t).to_vec(), shape)
+    }
+}
+
+/// The values of a tensor made by [`owned`].
+fn values_mut(t: &mut FlexTensor) -> &mut [f32] {
+    t.try_storage_mut::<f32>()
+        .expect("an unshared f32 tensor (made by `owned`)")
 }
 
 fn tensor(values: Vec<f32>, shape: impl Into<Vec<usize>>) -> FlexTensor {
@@ -93,7 +116,114 @@ fn fast_transposed(o: &ConvTransposeOptions<2>) -> bool {
     o.groups == 1 && o.dilation == [1, 1]
 }
 
+/// `[N, C, H·W]` of a 4-D tensor.
+fn ncl(t: &FlexTensor) -> [usize; 3] {
+    let [n, c, h, w] = dims4(t);
+    [n, c, h * w]
+}
+
 impl ConvBackend for Flex {
+    fn leaky_relu_forward(x: FlexTensor, slope: f64) -> FlexTensor {
+        if !plain(&[&x]) {
+            return <Flex as burn::tensor::ops::ActivationOps<Flex>>::leaky_relu(x, slope.into());
+        }
+        let mut y = owned(x);
+        cpu::leaky_relu(values_mut(&mut y), slope as f32);
+        y
+    }
+
+    fn leaky_relu_grad(y: FlexTensor, output_grad: FlexTensor, slope: f64) -> FlexTensor {
+        if !plain(&[&y, &output_grad]) || y.shape() != output_grad.shape() {
+            return fallback::leaky_relu_grad::<Flex>(y, output_grad, slope);
+        }
+        let y = contiguous(y);
+        let mut g = owned(output_grad);
+        cpu::leaky_relu_grad(values(&y), values_mut(&mut g), slope as f32);
+        g
+    }
+
+    fn batch_norm_forward(
+        x: FlexTensor,
+        gamma: FlexTensor,
+        beta: FlexTensor,
+        epsilon: f64,
+    ) -> (FlexTensor, FlexTensor, FlexTensor) {
+        if !plain(&[&x, &gamma, &beta]) {
+            return fallback::batch_norm_forward::<Flex>(x, gamma, beta, epsilon);
+        }
+        let [n, c, l] = ncl(&x);
+        let (x, gamma, beta) = (contiguous(x), contiguous(gamma), contiguous(beta));
+        let (mean, var) = cpu::batch_stats(values(&x), n, c, l);
+        let (scale, shift) = cpu::norm_affine(values(&gamma), values(&beta), &mean, &var, epsilon);
+        // the input stays alive for the backward: the output is a copy
+        let mut y = tensor(values(&x).to_vec(), x.shape().to_vec());
+        cpu::channel_affine(values_mut(&mut y), c, l, &scale, &shift);
+        (y, tensor(mean, [c]), tensor(var, [c]))
+    }
+
+    fn batch_norm_grad(
+        x: FlexTensor,
+        gamma: FlexTensor,
+        mean: FlexTensor,
+        var: FlexTensor,
+        epsilon: f64,
+        output_grad: FlexTensor,
+    ) -> (FlexTensor, FlexTensor, FlexTensor) {
+        if !plain(&[&x, &gamma, &mean, &var, &output_grad]) {
+            return fallback::batch_norm_grad::<Flex>(x, gamma, mean, var, epsilon, output_grad);
+        }
+        let [n, c, l] = ncl(&x);
+        let (x, gamma, mean, var) = (
+            contiguous(x),
+            contiguous(gamma),
+            contiguous(mean),
+            contiguous(var),
+        );
+        let mut dx = owned(output_grad);
+        let (dgamma, dbeta) = cpu::batch_norm_grad(
+            values(&x),
+            values_mut(&mut dx),
+            n,
+            c,
+            l,
+            values(&gamma),
+            values(&mean),
+            values(&var),
+            epsilon,
+        );
+        (dx, tensor(dgamma, [c]), tensor(dbeta, [c]))
+    }
+
+    fn batch_norm_inference(
+        x: FlexTensor,
+        gamma: FlexTensor,
+        beta: FlexTensor,
+        mean: FlexTensor,
+        var: FlexTensor,
+        epsilon: f64,
+    ) -> FlexTensor {
+        if !plain(&[&x, &gamma, &beta, &mean, &var]) {
+            return fallback::batch_norm_inference::<Flex>(x, gamma, beta, mean, var, epsilon);
+        }
+        let [_, c, l] = ncl(&x);
+        let (gamma, beta, mean, var) = (
+            contiguous(gamma),
+            contiguous(beta),
+            contiguous(mean),
+            contiguous(var),
+        );
+        let (scale, shift) = cpu::norm_affine(
+            values(&gamma),
+            values(&beta),
+            values(&mean),
+            values(&var),
+            epsilon,
+        );
+        let mut y = owned(x);
+        cpu::channel_affine(values_mut(&mut y), c, l, &scale, &shift);
+        y
+    }
+
     fn conv2d_forward(
         x: FlexTensor,
         weight: FlexTensor,
@@ -111,7 +241,8 @@ impl ConvBackend for Flex {
                 let (x, weight) = (contiguous(x), contiguous(weight));
                 let bias = bias.map(contiguous);
                 let y = cpu::lower(
-                    MatRef::row_major(values(&weight), ws[0], win.rows()),
+                    values(&weight),
+                    ws[0],
                     values(&x),
                     xs[0],
                     &win,
@@ -134,13 +265,7 @@ impl ConvBackend for Flex {
         match win {
             Some(win) if fast_conv(&options) && plain(&[&x, &weight, &output_grad]) => {
                 let (weight, dy) = (contiguous(weight), contiguous(output_grad));
-                let dx = cpu::raise(
-                    MatRef::row_major(values(&weight), ws[0], win.rows()).t(),
-                    values(&dy),
-                    xs[0],
-                    &win,
-                    None,
-                );
+                let dx = cpu::raise(values(&weight), ws[0], values(&dy), xs[0], &win, None);
                 tensor(dx, xs)
             }
             _ => <Flex as ModuleOps<Flex>>::conv2d_x_backward(x, weight, output_grad, options),
@@ -192,7 +317,8 @@ impl ConvBackend for Flex {
                 let (x, weight) = (contiguous(x), contiguous(weight));
                 let bias = bias.map(contiguous);
                 let y = cpu::raise(
-                    MatRef::row_major(values(&weight), ws[0], win.rows()).t(),
+                    values(&weight),
+                    ws[0],
                     values(&x),
                     xs[0],
                     &win,
@@ -235,13 +361,7 @@ impl ConvBackend for Flex {
                     && plain(&[&weight, &output_grad]) =>
             {
                 let (weight, dy) = (contiguous(weight), contiguous(output_grad));
-                let dx = cpu::lower(
-                    MatRef::row_major(values(&weight), ws[0], win.rows()),
-                    values(&dy),
-                    ys[0],
-                    &win,
-                    None,
-                );
+                let dx = cpu::lower(values(&weight), ws[0], values(&dy), ys[0], &win, None);
                 tensor(dx, [ys[0], ws[0], win.grid[0], win.grid[1]])
             }
             _ => {

@@ -34,5 +34,8 @@ pub mod cpu;
 mod flex;
 mod module;
 
-pub use backend::{ConvAutodiffBackend, ConvBackend, conv_transpose2d, conv2d};
+pub use backend::{
+    ConvAutodiffBackend, ConvBackend, batch_norm, batch_norm_inference, conv_transpose2d, conv2d,
+    leaky_relu,
+};
 pub use module::{Conv2d, Conv2dConfig, ConvTranspose2d, ConvTranspose2dConfig};

@@ -327,7 +327,9 @@ fn run_writes_every_output_with_finite_numbers() {
     // the pooled experiments, one entry per statistic (no intervals: bootstrap is off here)
     assert_eq!(results.pooled.len(), 10);
     for p in &results.pooled {
-        let d = p.disentangling_auroc.expect("lesional and healthy slices exist");
+        let d = p
+            .disentangling_auroc
+            .expect("lesional and healthy slices exist");
         assert!((0.0..=1.0).contains(&d.value) && d.low.is_none(), "{p:?}");
     }
     assert!(results.prior_comparison.is_none());

@@ -1,24 +1,27 @@
-//! Convolutions lowered to matrix products on plain `f32` slices (NCHW, row-major), the kernels
-//! behind burn-flex's [`ConvBackend`](crate::ConvBackend) impl.
+//! Convolutions as matrix products on plain `f32` slices (NCHW, row-major), the kernels behind
+//! burn-flex's [`ConvBackend`](crate::ConvBackend) impl.
 //!
-//! Each of the six convolution kernels is one of three shapes over a [`Window`] between an
-//! image and a grid of positions, with `col(x)` the window's column matrix of image `x`
-//! (`im2col`):
+//! With `col(x)` the column matrix of a [`Window`] over image `x` (rows `(c, ky, kx)`, one column
+//! per grid position) and `W` a weight as an `[m, c·KH·KW]` matrix, the six convolution kernels
+//! are three shapes:
 //!
 //! | kernel | | conv2d | conv_transpose2d |
 //! |---|---|---|---|
-//! | [`lower`] | `y[n] = A · col(x[n])` | forward | input gradient |
-//! | [`raise`] | `x[n] = col2im(A · y[n])` | input gradient | forward |
-//! | [`correlate`] | `Σₙ g[n] · col(x[n])ᵀ` | weight gradient | weight gradient |
+//! | [`lower`] | `y[n] = W · col(x[n])` | forward | input gradient |
+//! | [`raise`] | `x[n] = col2im(Wᵀ · y[n])` | input gradient | forward |
+//! | [`correlate`] | `Σₙ y[n] · col(x[n])ᵀ` | weight gradient | weight gradient |
 //!
-//! plus [`channel_sums`] for both bias gradients. Work is split into units of whole images
-//! (several small images per unit, so that each matrix product has enough columns; large
-//! images in column tiles of about 1 MiB of column matrix, so that it stays in cache), units
-//! run in parallel with rayon, and each thread keeps its column buffers between calls. The
-//! split depends on the shapes only, and every sum runs in a fixed order: results do not depend
-//! on the thread count.
+//! plus [`channel_sums`] for both bias gradients. None of them builds `col(x)`: the image side
+//! is split into phase planes ([`split`], about the image's size) on which every kernel tap is
+//! one contiguous view, and the product is one small matrix product per tap (implicit GEMM,
+//! [`window`](Phases)). Images are grouped into units (several small images side by side, so
+//! that each product has enough columns), units run in parallel with rayon, each thread keeps
+//! its buffers between calls, and columns are processed in cache-sized tiles. The split depends
+//! on the shapes only and every sum runs in a fixed order: results do not depend on the thread
+//! count.
 
 mod gemm;
+mod norm;
 mod window;
 
 use std::cell::Cell;
@@ -26,56 +29,40 @@ use std::cell::Cell;
 use rayon::prelude::*;
 
 pub use gemm::{MatMut, MatRef, matmul};
-pub use window::{Window, col2im, im2col};
+pub use norm::{
+    batch_norm_grad, batch_stats, channel_affine, leaky_relu, leaky_relu_grad, norm_affine,
+};
+pub use window::{Phases, Window, merge, split};
 
-/// Column-matrix values per tile (1 MiB of `f32`): large enough for efficient products, small
-/// enough to stay in a core's L2 cache between im2col and the product.
-const COL_TARGET: usize = 1 << 18;
-/// Fewest columns per product when an image is split into tiles.
-const MIN_TILE: usize = 128;
+/// Fewest extended-grid columns a unit of several images aims for.
+const UNIT_COLUMNS: usize = 512;
+/// Values of the column tiles of a product's operands (`(m + c) · tile`, 1 MiB of `f32`): they
+/// stay in a core's L2 cache across the taps.
+const TILE_VALUES: usize = 1 << 18;
+/// Fewest columns per tile.
+const MIN_TILE: usize = 256;
 /// Most partial sums of a weight gradient (fixed, so that the sum order is too).
 const MAX_PARTIALS: usize = 8;
 
-/// How images are grouped into units and units into column tiles.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Plan {
-    /// Images per unit (the last unit may hold fewer).
-    images: usize,
-    /// Columns per product within a unit of one image (all of them when `images > 1`).
-    tile: usize,
+/// Images per unit for `n` images of `columns` extended-grid columns each: enough for
+/// [`UNIT_COLUMNS`], balanced over the units.
+fn unit_images(n: usize, columns: usize) -> usize {
+    let per = UNIT_COLUMNS.div_ceil(columns.max(1)).clamp(1, n.max(1));
+    let units = n.div_ceil(per).max(1);
+    n.div_ceil(units).max(1)
 }
 
-impl Plan {
-    fn new(n: usize, positions: usize, rows: usize) -> Self {
-        let want = (COL_TARGET / rows.max(1)).max(MIN_TILE);
-        if positions >= want || n <= 1 {
-            let tiles = positions.div_ceil(want).max(1);
-            Plan {
-                images: 1,
-                tile: positions.div_ceil(tiles).max(1),
-            }
-        } else {
-            let per = (want / positions.max(1)).clamp(1, n);
-            let units = n.div_ceil(per);
-            let per = n.div_ceil(units);
-            Plan {
-                images: per,
-                tile: per * positions,
-            }
-        }
-    }
-
-    /// Column ranges of a one-image unit with `positions` columns.
-    fn tiles(&self, positions: usize) -> impl Iterator<Item = (usize, usize)> {
-        let tile = self.tile.max(1);
-        (0..positions)
-            .step_by(tile)
-            .map(move |t0| (t0, (t0 + tile).min(positions)))
-    }
+/// Column tiles `[q0, q1)` of `columns` for products with `rows` operand rows.
+fn tiles(columns: usize, rows: usize) -> impl Iterator<Item = (usize, usize)> {
+    let want = (TILE_VALUES / rows.max(1)).max(MIN_TILE);
+    let tile = columns.div_ceil(columns.div_ceil(want).max(1)).max(1);
+    (0..columns)
+        .step_by(tile)
+        .map(move |q0| (q0, (q0 + tile).min(columns)))
 }
 
 thread_local! {
-    /// Per-thread column and staging buffers, reused across calls.
+    /// Per-thread plane and staging buffers, reused across calls.
     static SCRATCH: Cell<(Vec<f32>, Vec<f32>)> = const { Cell::new((Vec::new(), Vec::new())) };
 }
 
@@ -97,26 +84,6 @@ fn grow(buf: &mut Vec<f32>, len: usize) -> &mut [f32] {
     &mut buf[..len]
 }
 
-/// Copies `[nb, rows, p]` (image-major) into `[rows, nb·p]` (row-major, images side by side).
-fn gather(src: &[f32], nb: usize, rows: usize, p: usize, dst: &mut [f32]) {
-    let cols = nb * p;
-    for j in 0..nb {
-        for r in 0..rows {
-            dst[r * cols + j * p..][..p].copy_from_slice(&src[(j * rows + r) * p..][..p]);
-        }
-    }
-}
-
-/// The inverse of [`gather`].
-fn scatter(src: &[f32], nb: usize, rows: usize, p: usize, dst: &mut [f32]) {
-    let cols = nb * p;
-    for j in 0..nb {
-        for r in 0..rows {
-            dst[(j * rows + r) * p..][..p].copy_from_slice(&src[r * cols + j * p..][..p]);
-        }
-    }
-}
-
 /// Adds `bias[c]` to every value of channel `c` of `[nb, channels, len]` maps.
 fn add_bias(out: &mut [f32], bias: Option<&[f32]>, len: usize) {
     if let Some(bias) = bias {
@@ -126,113 +93,159 @@ fn add_bias(out: &mut [f32], bias: Option<&[f32]>, len: usize) {
     }
 }
 
-/// `out[n] = a · col(src[n])` for the `n` images of `src`, plus `bias[r]` on row `r`.
+/// Tap `t` of a weight `[m, c·taps]`: the `[m, c]` matrix of its values at that tap.
+fn tap_of(w: &[f32], m: usize, c: usize, taps: usize, t: usize) -> MatRef<'_> {
+    MatRef::new(&w[t..], m, c, c * taps, taps)
+}
+
+/// Copies `[nb, m, gh·gw]` grids onto the extended grid `[m, nb·hq·wq]`, zero elsewhere.
+fn extend(win: &Window, ph: &Phases, g: &[f32], m: usize, ext: &mut [f32]) {
+    let [gh, gw] = win.grid;
+    let (q, per, wq) = (ph.columns(), ph.per_image(), ph.wq);
+    ext.fill(0.0);
+    for (j, grids) in g.chunks_exact(m * gh * gw).enumerate() {
+        for (r, grid) in grids.chunks_exact(gh * gw).enumerate() {
+            for (gy, row) in grid.chunks_exact(gw).enumerate() {
+                ext[r * q + j * per + gy * wq..][..gw].copy_from_slice(row);
+            }
+        }
+    }
+}
+
+/// The inverse of [`extend`]: the valid columns of `[m, nb·hq·wq]` into `[nb, m, gh·gw]`.
+fn compact(win: &Window, ph: &Phases, ext: &[f32], m: usize, g: &mut [f32]) {
+    let [gh, gw] = win.grid;
+    let (q, per, wq) = (ph.columns(), ph.per_image(), ph.wq);
+    for (j, grids) in g.chunks_exact_mut(m * gh * gw).enumerate() {
+        for (r, grid) in grids.chunks_exact_mut(gh * gw).enumerate() {
+            for (gy, row) in grid.chunks_exact_mut(gw).enumerate() {
+                row.copy_from_slice(&ext[r * q + j * per + gy * wq..][..gw]);
+            }
+        }
+    }
+}
+
+/// `out[n] = w · col(src[n])` for the `n` images of `src`, plus `bias[r]` on row `r`.
 ///
 /// # Shapes
-/// `a`: `[m, win.rows()]`, `src`: `n` images of [`Window::image_len`], bias `[m]` →
+/// `w`: `[m, win.rows()]`, `src`: `n` images of [`Window::image_len`], bias `[m]` →
 /// `[n, m, win.positions()]`
 ///
 /// # Panics
 /// When the shapes disagree.
-pub fn lower(a: MatRef<'_>, src: &[f32], n: usize, win: &Window, bias: Option<&[f32]>) -> Vec<f32> {
-    let (k, p, ilen) = (win.rows(), win.positions(), win.image_len());
-    let m = a.rows();
-    assert_eq!(a.cols(), k, "lower: weight columns against window rows");
+pub fn lower(
+    w: &[f32],
+    m: usize,
+    src: &[f32],
+    n: usize,
+    win: &Window,
+    bias: Option<&[f32]>,
+) -> Vec<f32> {
+    let (c, taps, p, ilen) = (win.channels, win.taps(), win.positions(), win.image_len());
+    assert_eq!(w.len(), m * c * taps, "lower: weight length");
     assert_eq!(src.len(), n * ilen, "lower: input length");
     let mut out = vec![0.0f32; n * m * p];
     if out.is_empty() {
         return out;
     }
-    let plan = Plan::new(n, p, k);
-    out.par_chunks_mut(plan.images * m * p)
-        .zip(src.par_chunks(plan.images * ilen))
+    let nb = unit_images(n, Phases::new(win, 1).per_image());
+    out.par_chunks_mut(nb * m * p)
+        .zip(src.par_chunks(nb * ilen))
         .for_each(|(o, s)| {
             let nb = o.len() / (m * p);
-            with_scratch(|col, tmp| {
-                if nb == 1 {
-                    for (t0, t1) in plan.tiles(p) {
-                        let bt = t1 - t0;
-                        let dst = MatMut::new(&mut o[t0..], m, bt, p, 1);
-                        if win.is_identity() {
-                            matmul(dst, a, MatRef::new(&s[t0..], k, bt, p, 1), false);
-                        } else {
-                            let c = grow(col, k * bt);
-                            im2col(win, s, t0, t1, c, bt);
-                            matmul(dst, a, MatRef::row_major(c, k, bt), false);
+            if win.is_identity() {
+                for (oj, sj) in o.chunks_exact_mut(m * p).zip(s.chunks_exact(ilen)) {
+                    for (q0, q1) in tiles(p, m + c) {
+                        let dst = MatMut::new(&mut oj[q0..], m, q1 - q0, p, 1);
+                        let rhs = MatRef::new(&sj[q0..], c, q1 - q0, p, 1);
+                        matmul(dst, MatRef::row_major(w, m, c), rhs, false);
+                    }
+                }
+            } else {
+                let ph = Phases::new(win, nb);
+                let (q, plane_rows) = (ph.columns(), ph.phases * ph.stride());
+                with_scratch(|planes, ext| {
+                    let planes = grow(planes, ph.len(c));
+                    split(win, &ph, s, planes);
+                    let ext = grow(ext, m * q);
+                    for (q0, q1) in tiles(q, m + c) {
+                        for ky in 0..win.kernel[0] {
+                            for kx in 0..win.kernel[1] {
+                                let t = ky * win.kernel[1] + kx;
+                                let start = ph.tap_start(win, ky, kx) + q0;
+                                let x = MatRef::new(&planes[start..], c, q1 - q0, plane_rows, 1);
+                                let dst = MatMut::new(&mut ext[q0..], m, q1 - q0, q, 1);
+                                matmul(dst, tap_of(w, m, c, taps, t), x, t > 0);
+                            }
                         }
                     }
-                } else {
-                    let cols = nb * p;
-                    let c = grow(col, k * cols);
-                    for (j, img) in s.chunks_exact(ilen).enumerate() {
-                        im2col(win, img, 0, p, &mut c[j * p..], cols);
-                    }
-                    let t = grow(tmp, m * cols);
-                    matmul(
-                        MatMut::row_major(t, m, cols),
-                        a,
-                        MatRef::row_major(c, k, cols),
-                        false,
-                    );
-                    scatter(t, nb, m, p, o);
-                }
-            });
+                    compact(win, &ph, ext, m, o);
+                });
+            }
             add_bias(o, bias, p);
         });
     out
 }
 
-/// `out[n] = col2im(a · g[n])` for the `n` grids of `g`, plus `bias[c]` on image channel `c`.
+/// `out[n] = col2im(wᵀ · g[n])` for the `n` grids of `g`, plus `bias[c]` on image channel `c`.
 ///
 /// # Shapes
-/// `a`: `[win.rows(), m]`, `g`: `[n, m, win.positions()]`, bias `[win.channels]` → `n` images
+/// `w`: `[m, win.rows()]`, `g`: `[n, m, win.positions()]`, bias `[win.channels]` → `n` images
 /// of [`Window::image_len`]
 ///
 /// # Panics
 /// When the shapes disagree.
-pub fn raise(a: MatRef<'_>, g: &[f32], n: usize, win: &Window, bias: Option<&[f32]>) -> Vec<f32> {
-    let (k, p, ilen) = (win.rows(), win.positions(), win.image_len());
-    let m = a.cols();
-    assert_eq!(a.rows(), k, "raise: weight rows against window rows");
+pub fn raise(
+    w: &[f32],
+    m: usize,
+    g: &[f32],
+    n: usize,
+    win: &Window,
+    bias: Option<&[f32]>,
+) -> Vec<f32> {
+    let (c, taps, p, ilen) = (win.channels, win.taps(), win.positions(), win.image_len());
+    assert_eq!(w.len(), m * c * taps, "raise: weight length");
     assert_eq!(g.len(), n * m * p, "raise: gradient length");
     let mut out = vec![0.0f32; n * ilen];
     if out.is_empty() {
         return out;
     }
-    let plan = Plan::new(n, p, k);
-    out.par_chunks_mut(plan.images * ilen)
-        .zip(g.par_chunks(plan.images * m * p))
+    let nb = unit_images(n, Phases::new(win, 1).per_image());
+    out.par_chunks_mut(nb * ilen)
+        .zip(g.par_chunks(nb * m * p))
         .for_each(|(o, gu)| {
             let nb = o.len() / ilen;
-            with_scratch(|col, tmp| {
-                if nb == 1 {
-                    for (t0, t1) in plan.tiles(p) {
-                        let bt = t1 - t0;
-                        let rhs = MatRef::new(&gu[t0..], m, bt, p, 1);
-                        if win.is_identity() {
-                            matmul(MatMut::new(&mut o[t0..], k, bt, p, 1), a, rhs, false);
-                        } else {
-                            let c = grow(col, k * bt);
-                            matmul(MatMut::row_major(c, k, bt), a, rhs, false);
-                            col2im(win, c, bt, t0, t1, o);
-                        }
-                    }
-                } else {
-                    let cols = nb * p;
-                    let t = grow(tmp, m * cols);
-                    gather(gu, nb, m, p, t);
-                    let c = grow(col, k * cols);
-                    matmul(
-                        MatMut::row_major(c, k, cols),
-                        a,
-                        MatRef::row_major(t, m, cols),
-                        false,
-                    );
-                    for (j, img) in o.chunks_exact_mut(ilen).enumerate() {
-                        col2im(win, &c[j * p..], cols, 0, p, img);
+            if win.is_identity() {
+                for (oj, gj) in o.chunks_exact_mut(ilen).zip(gu.chunks_exact(m * p)) {
+                    for (q0, q1) in tiles(p, m + c) {
+                        let dst = MatMut::new(&mut oj[q0..], c, q1 - q0, p, 1);
+                        let rhs = MatRef::new(&gj[q0..], m, q1 - q0, p, 1);
+                        matmul(dst, MatRef::row_major(w, m, c).t(), rhs, false);
                     }
                 }
-            });
+            } else {
+                let ph = Phases::new(win, nb);
+                let (q, plane_rows) = (ph.columns(), ph.phases * ph.stride());
+                with_scratch(|planes, ext| {
+                    let ext = grow(ext, m * q);
+                    extend(win, &ph, gu, m, ext);
+                    let planes = grow(planes, ph.len(c));
+                    planes.fill(0.0);
+                    for (q0, q1) in tiles(q, m + c) {
+                        for ky in 0..win.kernel[0] {
+                            for kx in 0..win.kernel[1] {
+                                let t = ky * win.kernel[1] + kx;
+                                let start = ph.tap_start(win, ky, kx) + q0;
+                                let dst =
+                                    MatMut::new(&mut planes[start..], c, q1 - q0, plane_rows, 1);
+                                let rhs = MatRef::new(&ext[q0..], m, q1 - q0, q, 1);
+                                matmul(dst, tap_of(w, m, c, taps, t).t(), rhs, true);
+                            }
+                        }
+                    }
+                    merge(win, &ph, planes, o);
+                });
+            }
             add_bias(o, bias, win.image[0] * win.image[1]);
         });
     out
@@ -247,54 +260,56 @@ pub fn raise(a: MatRef<'_>, g: &[f32], n: usize, win: &Window, bias: Option<&[f3
 /// # Panics
 /// When the shapes disagree.
 pub fn correlate(g: &[f32], m: usize, src: &[f32], n: usize, win: &Window) -> Vec<f32> {
-    let (k, p, ilen) = (win.rows(), win.positions(), win.image_len());
+    let (c, taps, p, ilen) = (win.channels, win.taps(), win.positions(), win.image_len());
     assert_eq!(g.len(), n * m * p, "correlate: gradient length");
     assert_eq!(src.len(), n * ilen, "correlate: input length");
+    let k = c * taps;
     if n == 0 || m * k == 0 {
         return vec![0.0; m * k];
     }
-    let plan = Plan::new(n, p, k);
-    let units = n.div_ceil(plan.images);
+    let nb = unit_images(n, Phases::new(win, 1).per_image());
+    let units = n.div_ceil(nb);
     let per_group = units.div_ceil(units.min(MAX_PARTIALS));
     let groups = units.div_ceil(per_group);
+    // partial sums laid out [tap][m][c]: each tap's product writes one contiguous matrix
     let mut partials = vec![0.0f32; groups * m * k];
     partials
         .par_chunks_mut(m * k)
         .enumerate()
         .for_each(|(gi, acc)| {
-            with_scratch(|col, tmp| {
+            with_scratch(|planes, ext| {
                 for u in gi * per_group..((gi + 1) * per_group).min(units) {
-                    let i0 = u * plan.images;
-                    let nb = plan.images.min(n - i0);
-                    let gu = &g[i0 * m * p..(i0 + nb) * m * p];
-                    let su = &src[i0 * ilen..(i0 + nb) * ilen];
-                    if nb == 1 {
-                        for (t0, t1) in plan.tiles(p) {
-                            let bt = t1 - t0;
-                            let lhs = MatRef::new(&gu[t0..], m, bt, p, 1);
-                            let dst = MatMut::row_major(acc, m, k);
-                            if win.is_identity() {
-                                matmul(dst, lhs, MatRef::new(&su[t0..], k, bt, p, 1).t(), true);
-                            } else {
-                                let c = grow(col, k * bt);
-                                im2col(win, su, t0, t1, c, bt);
-                                matmul(dst, lhs, MatRef::row_major(c, k, bt).t(), true);
+                    let i0 = u * nb;
+                    let nbu = nb.min(n - i0);
+                    let gu = &g[i0 * m * p..(i0 + nbu) * m * p];
+                    let su = &src[i0 * ilen..(i0 + nbu) * ilen];
+                    if win.is_identity() {
+                        for (gj, sj) in gu.chunks_exact(m * p).zip(su.chunks_exact(ilen)) {
+                            for (q0, q1) in tiles(p, m + c) {
+                                let lhs = MatRef::new(&gj[q0..], m, q1 - q0, p, 1);
+                                let rhs = MatRef::new(&sj[q0..], c, q1 - q0, p, 1).t();
+                                matmul(MatMut::row_major(acc, m, c), lhs, rhs, true);
                             }
                         }
-                    } else {
-                        let cols = nb * p;
-                        let t = grow(tmp, m * cols);
-                        gather(gu, nb, m, p, t);
-                        let c = grow(col, k * cols);
-                        for (j, img) in su.chunks_exact(ilen).enumerate() {
-                            im2col(win, img, 0, p, &mut c[j * p..], cols);
+                        continue;
+                    }
+                    let ph = Phases::new(win, nbu);
+                    let (q, plane_rows) = (ph.columns(), ph.phases * ph.stride());
+                    let ext = grow(ext, m * q);
+                    extend(win, &ph, gu, m, ext);
+                    let planes = grow(planes, ph.len(c));
+                    split(win, &ph, su, planes);
+                    for (q0, q1) in tiles(q, m + c) {
+                        let lhs = MatRef::new(&ext[q0..], m, q1 - q0, q, 1);
+                        for ky in 0..win.kernel[0] {
+                            for kx in 0..win.kernel[1] {
+                                let t = ky * win.kernel[1] + kx;
+                                let start = ph.tap_start(win, ky, kx) + q0;
+                                let x = MatRef::new(&planes[start..], c, q1 - q0, plane_rows, 1);
+                                let dst = MatMut::row_major(&mut acc[t * m * c..], m, c);
+                                matmul(dst, lhs, x.t(), true);
+                            }
                         }
-                        matmul(
-                            MatMut::row_major(acc, m, k),
-                            MatRef::row_major(t, m, cols),
-                            MatRef::row_major(c, k, cols).t(),
-                            true,
-                        );
                     }
                 }
             });
@@ -303,8 +318,16 @@ pub fn correlate(g: &[f32], m: usize, src: &[f32], n: usize, win: &Window) -> Ve
     for part in rest.chunks_exact(m * k) {
         sum.iter_mut().zip(part).for_each(|(s, v)| *s += v);
     }
-    partials.truncate(m * k);
-    partials
+    // [tap][m][c] → [m][c][tap]
+    let mut out = vec![0.0f32; m * k];
+    for t in 0..taps {
+        for i in 0..m {
+            for l in 0..c {
+                out[(i * c + l) * taps + t] = sum[(t * m + i) * c + l];
+            }
+        }
+    }
+    out
 }
 
 /// Sum of a row, in 16 `f32` lanes (vectorised) gathered in `f64`.
@@ -341,21 +364,15 @@ mod tests {
     use super::*;
 
     #[test]
-    fn plans() {
-        // big images: one image per unit, tiles of about COL_TARGET values
-        let p = Plan::new(32, 4096, 400);
-        assert_eq!(p.images, 1);
-        assert!(p.tile * 400 <= COL_TARGET + 400 && p.tile >= MIN_TILE);
-        let tiles: Vec<_> = p.tiles(4096).collect();
-        assert_eq!(tiles.first().map(|t| t.0), Some(0));
-        assert_eq!(tiles.last().map(|t| t.1), Some(4096));
-        assert!(tiles.windows(2).all(|w| w[0].1 == w[1].0));
-        // small images: several per unit, balanced
-        let p = Plan::new(32, 16, 1600);
-        assert!(p.images > 1 && p.tile == p.images * 16);
-        assert!(32usize.div_ceil(p.images) * p.images - 32 < p.images);
-        // one image never splits into units
-        assert_eq!(Plan::new(1, 16, 1600).images, 1);
+    fn units_and_tiles() {
+        // big images: one per unit; small ones: balanced groups
+        assert_eq!(unit_images(32, 1190), 1);
+        let nb = unit_images(32, 36);
+        assert!(nb > 1 && 32usize.div_ceil(nb) * nb - 32 < nb);
+        assert_eq!(unit_images(1, 36), 1);
+        let t: Vec<_> = tiles(5000, 128).collect();
+        assert_eq!((t[0].0, t[t.len() - 1].1), (0, 5000));
+        assert!(t.windows(2).all(|w| w[0].1 == w[1].0));
     }
 
     #[test]
