@@ -61,18 +61,98 @@ fn tiles(columns: usize, rows: usize) -> impl Iterator<Item = (usize, usize)> {
         .map(move |q0| (q0, (q0 + tile).min(columns)))
 }
 
-thread_local! {
-    /// Per-thread plane and staging buffers, reused across calls.
-    static SCRATCH: Cell<(Vec<f32>, Vec<f32>)> = const { Cell::new((Vec::new(), Vec::new())) };
+/// A thread's buffers: phase planes, an extended grid, a column tile.
+#[derive(Default)]
+struct Scratch {
+    planes: Vec<f32>,
+    ext: Vec<f32>,
+    cols: Vec<f32>,
 }
 
-/// Runs `f` with this thread's two scratch buffers (taken out for the call, so that a nested
-/// call gets fresh ones instead of a shared borrow).
-fn with_scratch<R>(f: impl FnOnce(&mut Vec<f32>, &mut Vec<f32>) -> R) -> R {
-    let (mut a, mut b) = SCRATCH.take();
-    let r = f(&mut a, &mut b);
-    SCRATCH.set((a, b));
+thread_local! {
+    /// Per-thread buffers, reused across calls.
+    static SCRATCH: Cell<Scratch> = Cell::new(Scratch::default());
+}
+
+/// Runs `f` with this thread's buffers (taken out for the call, so that a nested call gets
+/// fresh ones instead of a shared borrow).
+fn with_scratch<R>(f: impl FnOnce(&mut Scratch) -> R) -> R {
+    let mut s = SCRATCH.take();
+    let r = f(&mut s);
+    SCRATCH.set(s);
     r
+}
+
+/// Column-tile values (`rows · tile`, 1 MiB of `f32`) of the column mode.
+const COL_VALUES: usize = 1 << 18;
+
+/// Which kernel asks [`column_mode`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Kernel {
+    Lower,
+    Raise,
+    Correlate,
+}
+
+/// Whether to build column tiles (one product with `k = c·taps`, after copying the columns out
+/// of the planes) rather than one product per tap (`k = c`, no copy), for `c` image channels
+/// and `m` grid channels. Few image channels make per-tap products inefficient; many grid
+/// channels amortise the copy. The thresholds are measured, per kernel, on the VAE's layers
+/// at 64² (width 0.5) and 128² (width 1) with AVX-512 (`examples/conv_layers.rs`,
+/// benches/README.md).
+fn column_mode(kernel: Kernel, c: usize, m: usize, taps: usize) -> bool {
+    taps > 1
+        && (c < 16
+            || match kernel {
+                Kernel::Lower => m >= 128,
+                Kernel::Raise => m >= 2 * c || m >= 128,
+                Kernel::Correlate => m >= 32,
+            })
+}
+
+/// Column tiles `[q0, q1)` of the column mode for `rows` column-matrix rows.
+fn col_tiles(columns: usize, rows: usize) -> impl Iterator<Item = (usize, usize)> {
+    let want = (COL_VALUES / rows.max(1)).max(MIN_TILE);
+    let tile = columns.div_ceil(columns.div_ceil(want).max(1)).max(1);
+    (0..columns)
+        .step_by(tile)
+        .map(move |q0| (q0, (q0 + tile).min(columns)))
+}
+
+/// Copies columns `[q0, q1)` of the column matrix out of the phase planes: row `(c, tap)` is a
+/// contiguous run of channel `c`'s planes.
+fn fill_cols(win: &Window, ph: &Phases, planes: &[f32], q0: usize, q1: usize, cols: &mut [f32]) {
+    let (t, plane_rows) = (q1 - q0, ph.phases * ph.stride());
+    let mut rows = cols.chunks_exact_mut(t);
+    for c in 0..win.channels {
+        for ky in 0..win.kernel[0] {
+            for kx in 0..win.kernel[1] {
+                let start = c * plane_rows + ph.tap_start(win, ky, kx) + q0;
+                if let Some(row) = rows.next() {
+                    row.copy_from_slice(&planes[start..start + t]);
+                }
+            }
+        }
+    }
+}
+
+/// The adjoint of [`fill_cols`]: adds each column-matrix row into the run of the planes it
+/// was read from.
+fn add_cols(win: &Window, ph: &Phases, cols: &[f32], q0: usize, q1: usize, planes: &mut [f32]) {
+    let (t, plane_rows) = (q1 - q0, ph.phases * ph.stride());
+    let mut rows = cols.chunks_exact(t);
+    for c in 0..win.channels {
+        for ky in 0..win.kernel[0] {
+            for kx in 0..win.kernel[1] {
+                let start = c * plane_rows + ph.tap_start(win, ky, kx) + q0;
+                if let Some(row) = rows.next() {
+                    for (p, v) in planes[start..start + t].iter_mut().zip(row) {
+                        *p += v;
+                    }
+                }
+            }
+        }
+    }
 }
 
 /// The first `len` values of `buf`, grown when shorter. Old contents are left in place: every
@@ -164,10 +244,22 @@ pub fn lower(
             } else {
                 let ph = Phases::new(win, nb);
                 let (q, plane_rows) = (ph.columns(), ph.phases * ph.stride());
-                with_scratch(|planes, ext| {
-                    let planes = grow(planes, ph.len(c));
+                with_scratch(|sc| {
+                    let planes = grow(&mut sc.planes, ph.len(c));
                     split(win, &ph, s, planes);
-                    let ext = grow(ext, m * q);
+                    let ext = grow(&mut sc.ext, m * q);
+                    if column_mode(Kernel::Lower, c, m, taps) {
+                        let k = c * taps;
+                        for (q0, q1) in col_tiles(q, k) {
+                            let cols = grow(&mut sc.cols, k * (q1 - q0));
+                            fill_cols(win, &ph, planes, q0, q1, cols);
+                            let dst = MatMut::new(&mut ext[q0..], m, q1 - q0, q, 1);
+                            let rhs = MatRef::row_major(cols, k, q1 - q0);
+                            matmul(dst, MatRef::row_major(w, m, k), rhs, false);
+                        }
+                        compact(win, &ph, ext, m, o);
+                        return;
+                    }
                     for (q0, q1) in tiles(q, m + c) {
                         for ky in 0..win.kernel[0] {
                             for kx in 0..win.kernel[1] {
@@ -226,11 +318,23 @@ pub fn raise(
             } else {
                 let ph = Phases::new(win, nb);
                 let (q, plane_rows) = (ph.columns(), ph.phases * ph.stride());
-                with_scratch(|planes, ext| {
-                    let ext = grow(ext, m * q);
+                with_scratch(|sc| {
+                    let ext = grow(&mut sc.ext, m * q);
                     extend(win, &ph, gu, m, ext);
-                    let planes = grow(planes, ph.len(c));
+                    let planes = grow(&mut sc.planes, ph.len(c));
                     planes.fill(0.0);
+                    if column_mode(Kernel::Raise, c, m, taps) {
+                        let k = c * taps;
+                        for (q0, q1) in col_tiles(q, k) {
+                            let cols = grow(&mut sc.cols, k * (q1 - q0));
+                            let rhs = MatRef::new(&ext[q0..], m, q1 - q0, q, 1);
+                            let dst = MatMut::row_major(cols, k, q1 - q0);
+                            matmul(dst, MatRef::row_major(w, m, k).t(), rhs, false);
+                            add_cols(win, &ph, cols, q0, q1, planes);
+                        }
+                        merge(win, &ph, planes, o);
+                        return;
+                    }
                     for (q0, q1) in tiles(q, m + c) {
                         for ky in 0..win.kernel[0] {
                             for kx in 0..win.kernel[1] {
@@ -271,13 +375,14 @@ pub fn correlate(g: &[f32], m: usize, src: &[f32], n: usize, win: &Window) -> Ve
     let units = n.div_ceil(nb);
     let per_group = units.div_ceil(units.min(MAX_PARTIALS));
     let groups = units.div_ceil(per_group);
-    // partial sums laid out [tap][m][c]: each tap's product writes one contiguous matrix
+    // partial sums laid out [tap][m][c] (each tap's product writes one contiguous matrix), or
+    // [c·taps][m] in the column mode
     let mut partials = vec![0.0f32; groups * m * k];
     partials
         .par_chunks_mut(m * k)
         .enumerate()
         .for_each(|(gi, acc)| {
-            with_scratch(|planes, ext| {
+            with_scratch(|sc| {
                 for u in gi * per_group..((gi + 1) * per_group).min(units) {
                     let i0 = u * nb;
                     let nbu = nb.min(n - i0);
@@ -295,10 +400,21 @@ pub fn correlate(g: &[f32], m: usize, src: &[f32], n: usize, win: &Window) -> Ve
                     }
                     let ph = Phases::new(win, nbu);
                     let (q, plane_rows) = (ph.columns(), ph.phases * ph.stride());
-                    let ext = grow(ext, m * q);
+                    let ext = grow(&mut sc.ext, m * q);
                     extend(win, &ph, gu, m, ext);
-                    let planes = grow(planes, ph.len(c));
+                    let planes = grow(&mut sc.planes, ph.len(c));
                     split(win, &ph, su, planes);
+                    if column_mode(Kernel::Correlate, c, m, taps) {
+                        // acc holds [c·taps][m] here: the product's output is column-major
+                        for (q0, q1) in col_tiles(q, k) {
+                            let cols = grow(&mut sc.cols, k * (q1 - q0));
+                            fill_cols(win, &ph, planes, q0, q1, cols);
+                            let lhs = MatRef::new(&ext[q0..], m, q1 - q0, q, 1);
+                            let rhs = MatRef::row_major(cols, k, q1 - q0).t();
+                            matmul(MatMut::new(acc, m, k, 1, m), lhs, rhs, true);
+                        }
+                        continue;
+                    }
                     for (q0, q1) in tiles(q, m + c) {
                         let lhs = MatRef::new(&ext[q0..], m, q1 - q0, q, 1);
                         for ky in 0..win.kernel[0] {
@@ -318,12 +434,21 @@ pub fn correlate(g: &[f32], m: usize, src: &[f32], n: usize, win: &Window) -> Ve
     for part in rest.chunks_exact(m * k) {
         sum.iter_mut().zip(part).for_each(|(s, v)| *s += v);
     }
-    // [tap][m][c] → [m][c][tap]
     let mut out = vec![0.0f32; m * k];
-    for t in 0..taps {
-        for i in 0..m {
-            for l in 0..c {
-                out[(i * c + l) * taps + t] = sum[(t * m + i) * c + l];
+    if !win.is_identity() && column_mode(Kernel::Correlate, c, m, taps) {
+        // [c·taps][m] → [m][c·taps]
+        for r in 0..k {
+            for i in 0..m {
+                out[i * k + r] = sum[r * m + i];
+            }
+        }
+    } else {
+        // [tap][m][c] → [m][c][tap]
+        for t in 0..taps {
+            for i in 0..m {
+                for l in 0..c {
+                    out[(i * c + l) * taps + t] = sum[(t * m + i) * c + l];
+                }
             }
         }
     }

@@ -138,6 +138,28 @@ fn inside(n: usize, s: usize, phase: usize, pad: usize, size: usize) -> (usize, 
     (lo.min(hi), hi)
 }
 
+/// `out[k] = src[k·s]` (a stride-`s` gather; `src` holds at least `(out.len() − 1)·s + 1`
+/// values).
+fn gather(out: &mut [f32], src: &[f32], s: usize) {
+    match s {
+        1 => out.copy_from_slice(&src[..out.len()]),
+        2 => {
+            let full = (src.len() / 2).min(out.len());
+            for (o, p) in out[..full].iter_mut().zip(src.chunks_exact(2)) {
+                *o = p[0];
+            }
+            if let Some(o) = out.get_mut(full) {
+                *o = src[2 * full];
+            }
+        }
+        _ => {
+            for (o, v) in out.iter_mut().zip(src.iter().step_by(s)) {
+                *o = *v;
+            }
+        }
+    }
+}
+
 /// Writes the phase planes of `images` (`ph.images` images of [`Window::image_len`] values)
 /// to `planes` (at least `ph.len(win.channels)` values), zero in the padding and the tail.
 ///
@@ -168,14 +190,7 @@ pub fn split(win: &Window, ph: &Phases, images: &[f32], planes: &mut [f32]) {
                         out[..xlo].fill(0.0);
                         out[xhi..].fill(0.0);
                         let x0 = xlo * sx + b - px;
-                        let out = &mut out[xlo..xhi];
-                        if sx == 1 {
-                            out.copy_from_slice(&src[x0..x0 + out.len()]);
-                        } else {
-                            for (o, v) in out.iter_mut().zip(src[x0..].iter().step_by(sx)) {
-                                *o = *v;
-                            }
-                        }
+                        gather(&mut out[xlo..xhi], &src[x0..], sx);
                     }
                 }
             }
@@ -202,15 +217,31 @@ pub fn merge(win: &Window, ph: &Phases, planes: &[f32], images: &mut [f32]) {
                     out.fill(0.0);
                     continue;
                 }
-                for b in 0..sx {
-                    let src = &planes
-                        [(c * ph.phases + a * sx + b) * stride + j * hq * wq + i * wq..][..wq];
-                    // image columns ix ≡ b − px (mod sx), plane column (ix + px) / sx
-                    let first = (b + sx - px % sx) % sx;
-                    let j0 = (first + px) / sx;
-                    for (k, o) in out.iter_mut().skip(first).step_by(sx).enumerate() {
-                        *o = src.get(j0 + k).copied().unwrap_or(0.0);
+                let row = |b: usize| {
+                    &planes[(c * ph.phases + a * sx + b) * stride + j * hq * wq + i * wq..][..wq]
+                };
+                if sx == 1 {
+                    let n = iw.min(wq.saturating_sub(px));
+                    out[..n].copy_from_slice(&row(0)[px..px + n]);
+                    out[n..].fill(0.0);
+                    continue;
+                }
+                // image column ix reads plane column (ix + px) / sx of phase (ix + px) mod sx
+                let mut done = 0;
+                if sx == 2 {
+                    // pairs (2k, 2k + 1) read the two phases' columns j0 + k and j1 + k
+                    let (b0, j0) = (px % 2, px / 2);
+                    let (b1, j1) = ((px + 1) % 2, (px + 1) / 2);
+                    let (r0, r1) = (&row(b0)[j0.min(wq)..], &row(b1)[j1.min(wq)..]);
+                    for ((pair, &v0), &v1) in out.chunks_exact_mut(2).zip(r0).zip(r1) {
+                        pair[0] = v0;
+                        pair[1] = v1;
+                        done += 2;
                     }
+                }
+                for (ix, o) in out.iter_mut().enumerate().skip(done) {
+                    let (b, jq) = ((ix + px) % sx, (ix + px) / sx);
+                    *o = row(b).get(jq).copied().unwrap_or(0.0);
                 }
             }
         }
