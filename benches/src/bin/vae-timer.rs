@@ -36,6 +36,11 @@ fn cpu_ms() -> Option<f64> {
 }
 
 fn main() -> Result<()> {
+    // SAFETY: the first statement of `main`: no other thread exists yet.
+    #[allow(unsafe_code)] // glibc's allocator tuning is a C call (see the function's docs)
+    unsafe {
+        blindspot_kernels::keep_freed_memory();
+    }
     let args: Vec<String> = std::env::args().skip(1).collect();
     let batch: usize = arg(&args, "--batch", 32)?;
     let size: usize = arg(&args, "--size", 128)?;

@@ -26,6 +26,7 @@
 //! depend on this crate without features; the binaries enable the feature of the backend they
 //! pick, which is the only place a concrete backend is named.
 
+mod alloc;
 mod backend;
 mod backward;
 #[cfg(feature = "flex")]
@@ -34,6 +35,7 @@ pub mod cpu;
 mod flex;
 mod module;
 
+pub use alloc::keep_freed_memory;
 pub use backend::{
     ConvAutodiffBackend, ConvBackend, batch_norm, batch_norm_inference, conv_transpose2d, conv2d,
     leaky_relu,
