@@ -95,7 +95,7 @@ pub fn batch_stats(x: &[f32], n: usize, c: usize, len: usize) -> (Vec<f32>, Vec<
 /// # Panics
 /// When the lengths disagree.
 pub fn channel_affine(x: &mut [f32], c: usize, len: usize, scale: &[f32], shift: &[f32]) {
-    assert!(scale.len() == c && shift.len() == c && x.len() % (c * len).max(1) == 0);
+    assert!(scale.len() == c && shift.len() == c && x.len().is_multiple_of((c * len).max(1)));
     rows_mut(x, len, |row_index, row| {
         let ch = row_index % c;
         let (s, t) = (scale[ch], shift[ch]);

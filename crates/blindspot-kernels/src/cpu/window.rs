@@ -231,7 +231,7 @@ pub fn merge(win: &Window, ph: &Phases, planes: &[f32], images: &mut [f32]) {
                 if sx == 2 {
                     // pairs (2k, 2k + 1) read the two phases' columns j0 + k and j1 + k
                     let (b0, j0) = (px % 2, px / 2);
-                    let (b1, j1) = ((px + 1) % 2, (px + 1) / 2);
+                    let (b1, j1) = ((px + 1) % 2, px.div_ceil(2));
                     let (r0, r1) = (&row(b0)[j0.min(wq)..], &row(b1)[j1.min(wq)..]);
                     for ((pair, &v0), &v1) in out.chunks_exact_mut(2).zip(r0).zip(r1) {
                         pair[0] = v0;
