@@ -386,17 +386,15 @@ pub fn batch_norm_inference<B: ConvBackend>(
     ))
 }
 
-// Backends without kernels of their own: burn's ops (the trait's default bodies).
+// Backends without kernels of their own: burn's ops (the trait's default bodies), for the element
+// types the binaries use.
 
 #[cfg(feature = "ndarray")]
-impl<E, I, Q> ConvBackend for burn_ndarray::NdArray<E, I, Q> where
-    burn_ndarray::NdArray<E, I, Q>: Backend
-{
-}
+impl ConvBackend for burn_ndarray::NdArray<f32> {}
 
 #[cfg(feature = "cuda")]
-impl<F, I> ConvBackend for burn_cuda::Cuda<F, I> where burn_cuda::Cuda<F, I>: Backend {}
+impl ConvBackend for burn_cuda::Cuda {}
 
 #[cfg(feature = "candle")]
 #[allow(deprecated)] // burn 0.21 deprecates burn-candle; the benches still measure it
-impl<F, I> ConvBackend for burn_candle::Candle<F, I> where burn_candle::Candle<F, I>: Backend {}
+impl ConvBackend for burn_candle::Candle<f32, i64> {}
