@@ -260,7 +260,7 @@ pub fn lower(
                         compact(win, &ph, ext, m, o);
                         return;
                     }
-                    for (q0, q1) in tiles(q, m + c) {
+                    for (q0, q1) in tiles(q, m + c * ph.phases) {
                         for ky in 0..win.kernel[0] {
                             for kx in 0..win.kernel[1] {
                                 let t = ky * win.kernel[1] + kx;
@@ -335,7 +335,7 @@ pub fn raise(
                         merge(win, &ph, planes, o);
                         return;
                     }
-                    for (q0, q1) in tiles(q, m + c) {
+                    for (q0, q1) in tiles(q, m + c * ph.phases) {
                         for ky in 0..win.kernel[0] {
                             for kx in 0..win.kernel[1] {
                                 let t = ky * win.kernel[1] + kx;
@@ -415,7 +415,7 @@ pub fn correlate(g: &[f32], m: usize, src: &[f32], n: usize, win: &Window) -> Ve
                         }
                         continue;
                     }
-                    for (q0, q1) in tiles(q, m + c) {
+                    for (q0, q1) in tiles(q, m + c * ph.phases) {
                         let lhs = MatRef::new(&ext[q0..], m, q1 - q0, q, 1);
                         for ky in 0..win.kernel[0] {
                             for kx in 0..win.kernel[1] {
