@@ -167,7 +167,7 @@ fn grow(buf: &mut Vec<f32>, len: usize) -> &mut [f32] {
 /// Adds `bias[c]` to every value of channel `c` of `[nb, channels, len]` maps.
 fn add_bias(out: &mut [f32], bias: Option<&[f32]>, len: usize) {
     if let Some(bias) = bias {
-        for (row, b) in out.chunks_exact_mut(len).zip(bias.iter().cycle()) {
+        for (row, &b) in out.chunks_exact_mut(len).zip(bias.iter().cycle()) {
             row.iter_mut().for_each(|v| *v += b);
         }
     }

@@ -50,24 +50,25 @@ fn rows_mut(data: &mut [f32], len: usize, f: impl Fn(usize, &mut [f32]) + Sync +
         });
 }
 
-/// Per-channel sums over `[n, c, len]`: `Σ f(x)` for each channel, in `f64`.
-fn channel_sum(
+/// Per-channel sums over `[n, c, len]`: `Σ f(x)` for each channel, in `f64`, with `f` made
+/// per channel by `make` (so that its constants are values, not loads in the inner loop).
+fn channel_sum<F: Fn(f32) -> f32>(
     x: &[f32],
     n: usize,
     c: usize,
     len: usize,
-    f: impl Fn(usize, f32) -> f32 + Sync,
+    make: impl Fn(usize) -> F + Sync,
 ) -> Vec<f64> {
     (0..c)
         .into_par_iter()
         .map(|ch| {
+            let f = make(ch);
             (0..n)
-                .map(|i| lane_sum(&x[(i * c + ch) * len..][..len], |v| f(ch, v)))
+                .map(|i| lane_sum(&x[(i * c + ch) * len..][..len], &f))
                 .sum()
         })
         .collect()
 }
-
 /// Batch mean and biased variance of each channel of `[n, c, len]` maps (two passes, `f64`).
 ///
 /// # Panics
@@ -75,14 +76,17 @@ fn channel_sum(
 pub fn batch_stats(x: &[f32], n: usize, c: usize, len: usize) -> (Vec<f32>, Vec<f32>) {
     assert_eq!(x.len(), n * c * len, "batch_stats: length");
     let count = (n * len) as f64;
-    let mean: Vec<f64> = channel_sum(x, n, c, len, |_, v| v)
+    let mean: Vec<f64> = channel_sum(x, n, c, len, |_| |v| v)
         .into_iter()
         .map(|s| s / count)
         .collect();
     let mean32: Vec<f32> = mean.iter().map(|&m| m as f32).collect();
-    let var = channel_sum(x, n, c, len, |ch, v| {
-        let d = v - mean32[ch];
-        d * d
+    let var = channel_sum(x, n, c, len, |ch| {
+        let m = mean32[ch];
+        move |v| {
+            let d = v - m;
+            d * d
+        }
     });
     (
         mean32.clone(),
@@ -196,7 +200,9 @@ pub fn batch_norm_grad(
 /// Leaky ReLU in place: `v` where `v >= 0` (and NaN), `v·slope` where `v < 0` (burn's
 /// `leaky_relu`).
 pub fn leaky_relu(x: &mut [f32], slope: f32) {
-    x.par_chunks_mut(ROW_GRAIN).for_each(|row| {
+    // `move`: a captured reference to `slope` would be reloaded per element (it might alias the
+    // row, as far as the optimiser knows), which keeps the loop scalar
+    x.par_chunks_mut(ROW_GRAIN).for_each(move |row| {
         // a multiplier picked by the sign, not a branch: vectorises (and keeps NaN and −0)
         row.iter_mut()
             .for_each(|v| *v *= if *v < 0.0 { slope } else { 1.0 });
@@ -212,7 +218,7 @@ pub fn leaky_relu_grad(y: &[f32], dy: &mut [f32], slope: f32) {
     assert_eq!(y.len(), dy.len(), "leaky_relu_grad: length");
     dy.par_chunks_mut(ROW_GRAIN)
         .zip(y.par_chunks(ROW_GRAIN))
-        .for_each(|(g, y)| {
+        .for_each(move |(g, y)| {
             for (g, &v) in g.iter_mut().zip(y) {
                 *g *= if v < 0.0 { slope } else { 1.0 };
             }
