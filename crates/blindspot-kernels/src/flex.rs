@@ -155,10 +155,13 @@ impl ConvBackend for Flex {
         let (x, gamma, beta) = (contiguous(x), contiguous(gamma), contiguous(beta));
         let (mean, var) = cpu::batch_stats(values(&x), n, c, l);
         let (scale, shift) = cpu::norm_affine(values(&gamma), values(&beta), &mean, &var, epsilon);
-        // the input stays alive for the backward: the output is a copy
-        let mut y = tensor(values(&x).to_vec(), x.shape().to_vec());
-        cpu::channel_affine(values_mut(&mut y), c, l, &scale, &shift);
-        (y, tensor(mean, [c]), tensor(var, [c]))
+        // the input stays alive for the backward: the output is a new buffer
+        let y = cpu::channel_affine_from(values(&x), c, l, &scale, &shift);
+        (
+            tensor(y, x.shape().to_vec()),
+            tensor(mean, [c]),
+            tensor(var, [c]),
+        )
     }
 
     fn batch_norm_grad(

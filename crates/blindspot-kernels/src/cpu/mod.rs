@@ -30,7 +30,8 @@ use rayon::prelude::*;
 
 pub use gemm::{MatMut, MatRef, matmul};
 pub use norm::{
-    batch_norm_grad, batch_stats, channel_affine, leaky_relu, leaky_relu_grad, norm_affine,
+    batch_norm_grad, batch_stats, channel_affine, channel_affine_from, leaky_relu, leaky_relu_grad,
+    norm_affine,
 };
 pub use window::{Phases, Window, merge, split};
 

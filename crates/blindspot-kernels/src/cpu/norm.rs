@@ -107,6 +107,27 @@ pub fn channel_affine(x: &mut [f32], c: usize, len: usize, scale: &[f32], shift:
     });
 }
 
+/// `x·scale[c] + shift[c]` on `[n, c, len]` maps, into a new buffer in one pass (no zeroing
+/// first: the buffer is built by `extend`).
+///
+/// # Panics
+/// When the lengths disagree.
+pub fn channel_affine_from(
+    x: &[f32],
+    c: usize,
+    len: usize,
+    scale: &[f32],
+    shift: &[f32],
+) -> Vec<f32> {
+    assert!(scale.len() == c && shift.len() == c && x.len().is_multiple_of((c * len).max(1)));
+    let mut y = Vec::with_capacity(x.len());
+    for (r, row) in x.chunks_exact(len.max(1)).enumerate() {
+        let (s, t) = (scale[r % c], shift[r % c]);
+        y.extend(row.iter().map(|&v| v * s + t));
+    }
+    y
+}
+
 /// The scale and shift that normalise with `mean`/`var` and apply `gamma`/`beta`.
 pub fn norm_affine(
     gamma: &[f32],
