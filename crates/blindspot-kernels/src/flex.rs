@@ -108,6 +108,11 @@ fn transposed_window(
     })
 }
 
+/// Grids of at most this many positions are convolved forward (`W · col(x)`) by burn-flex's own
+/// `conv2d`: its NHWC im2col tiles beat the phase planes there (measured on the VAE's 8×8 and 4×4
+/// layers, `examples/conv_layers.rs`); its gradients and transposed convolution never do.
+const FLEX_FORWARD_MAX_POSITIONS: usize = 64;
+
 fn fast_conv(o: &ConvOptions<2>) -> bool {
     o.groups == 1 && o.dilation == [1, 1]
 }
@@ -238,6 +243,7 @@ impl ConvBackend for Flex {
         match win {
             Some(win)
                 if fast_conv(&options)
+                    && win.positions() > FLEX_FORWARD_MAX_POSITIONS
                     && plain(&[&x, &weight])
                     && bias.as_ref().is_none_or(|b| plain(&[b])) =>
             {
@@ -360,6 +366,7 @@ impl ConvBackend for Flex {
         match win {
             Some(win)
                 if fast_transposed(&options)
+                    && win.positions() > FLEX_FORWARD_MAX_POSITIONS
                     && ys[1] == ws[1]
                     && plain(&[&weight, &output_grad]) =>
             {
