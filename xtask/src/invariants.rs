@@ -24,6 +24,10 @@ const MAY_NAME_BACKENDS: &[&str] = &[
     "blindspot-testkit",
     "blindspot-benches",
 ];
+/// Generic crates that implement a backend extension trait for concrete backends: they may name
+/// a backend only as an optional dependency, behind a cargo feature, so that a crate using them
+/// without features (the models) stays backend-free.
+const BACKENDS_BEHIND_FEATURES: &[&str] = &["blindspot-kernels"];
 
 pub fn check(root: &Path) -> Result<()> {
     let mut failures = Vec::new();
@@ -53,14 +57,35 @@ pub fn check(root: &Path) -> Result<()> {
             .split("\n[")
             .filter(|section| section.starts_with("dependencies"))
             .collect::<String>();
+        // a library asking for a backend extension's backend feature would pull that backend in
+        for line in normal_deps.lines().filter(|l| {
+            BACKENDS_BEHIND_FEATURES
+                .iter()
+                .any(|k| l.trim_start().starts_with(&format!("{k} ")))
+        }) {
+            if line.contains("features") {
+                failures.push(format!(
+                    "{name} enables backend features of `{}` in [dependencies]; only binaries, the benches and the test kit pick a backend",
+                    line.trim()
+                ));
+            }
+        }
+        let behind_features = BACKENDS_BEHIND_FEATURES.contains(&name.as_str());
         for backend in BACKENDS {
-            if normal_deps.lines().any(|l| {
+            let named = |l: &&str| {
                 l.trim_start().starts_with(&format!("{backend} "))
                     || l.trim_start().starts_with(&format!("{backend}="))
-            }) {
-                failures.push(format!(
-                    "{name} names the backend {backend} in [dependencies]; libraries stay generic over B: Backend (tests may use it as a dev-dependency)"
-                ));
+            };
+            for line in normal_deps.lines().filter(named) {
+                if !behind_features {
+                    failures.push(format!(
+                        "{name} names the backend {backend} in [dependencies]; libraries stay generic over B: Backend (tests may use it as a dev-dependency)"
+                    ));
+                } else if !line.replace(' ', "").contains("optional=true") {
+                    failures.push(format!(
+                        "{name} names the backend {backend} without `optional = true`; its backend impls stay behind cargo features"
+                    ));
+                }
             }
         }
     }

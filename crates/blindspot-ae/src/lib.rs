@@ -10,12 +10,11 @@
 use blindspot_core::{
     Batch, Inference, LossOutput, MapKind, Model, masked_l1, standard_normal, stat,
 };
-use blindspot_vae::{BackboneConfig, Decoder, Encoder};
+use blindspot_vae::{BackboneConfig, ConvBackend, Decoder, Encoder};
 use burn::config::Config;
 use burn::module::Module;
 use burn::nn::{Linear, LinearConfig};
 use burn::tensor::Tensor;
-use burn::tensor::backend::Backend;
 use burn::tensor::module::interpolate;
 use burn::tensor::ops::{InterpolateMode, InterpolateOptions};
 use rand_chacha::ChaCha8Rng;
@@ -99,7 +98,7 @@ impl AutoencoderConfig {
     ///
     /// # Errors
     /// As [`AutoencoderConfig::validate`].
-    pub fn init<B: Backend>(&self, device: &B::Device) -> Result<Autoencoder<B>, AeError> {
+    pub fn init<B: ConvBackend>(&self, device: &B::Device) -> Result<Autoencoder<B>, AeError> {
         self.validate()?;
         let flat = self.backbone.flat_features();
         Ok(Autoencoder {
@@ -115,7 +114,7 @@ impl AutoencoderConfig {
 
 /// A deterministic (optionally denoising) autoencoder.
 #[derive(Module, Debug)]
-pub struct Autoencoder<B: Backend> {
+pub struct Autoencoder<B: ConvBackend> {
     encoder: Encoder<B>,
     to_latent: Linear<B>,
     fc: Linear<B>,
@@ -126,7 +125,7 @@ pub struct Autoencoder<B: Backend> {
     mask_start_step: u64,
 }
 
-impl<B: Backend> Autoencoder<B> {
+impl<B: ConvBackend> Autoencoder<B> {
     /// Encodes to the bottleneck code.
     ///
     /// # Shapes
@@ -166,7 +165,7 @@ impl<B: Backend> Autoencoder<B> {
     }
 }
 
-impl<B: Backend> Model<B> for Autoencoder<B> {
+impl<B: ConvBackend> Model<B> for Autoencoder<B> {
     fn family(&self) -> &'static str {
         if self.noise.is_some() { "dae" } else { "ae" }
     }

@@ -19,6 +19,7 @@ fn tiny() -> AutoencoderConfig {
 
 #[test]
 fn shares_the_vae_backbone_without_the_variance_head() {
+    let _rng = blindspot_testkit::backend_rng();
     let d = device();
     let ae = AutoencoderConfig::new()
         .init::<TestAutodiffBackend>(&d)
@@ -33,6 +34,7 @@ fn shares_the_vae_backbone_without_the_variance_head() {
 
 #[test]
 fn deterministic_inference_with_shapes() {
+    let _rng = blindspot_testkit::backend_rng();
     let d = device();
     seeded::<TestBackend>(&d, 1);
     let ae = tiny().init::<TestBackend>(&d).unwrap();
@@ -60,6 +62,7 @@ fn deterministic_inference_with_shapes() {
 
 #[test]
 fn coarse_noise_is_smooth_and_stays_inside_the_brain() {
+    let _rng = blindspot_testkit::backend_rng();
     let d = device();
     let dae = tiny()
         .with_noise(Some(
@@ -110,6 +113,7 @@ fn coarse_noise_is_smooth_and_stays_inside_the_brain() {
 
 #[test]
 fn denoising_autoencoder_learns() {
+    let _rng = blindspot_testkit::backend_rng();
     let d = device();
     let (i, m) = phantom_slices(16, 32, 4);
     let train = InMemorySlices::new(i, m, [32, 32]).unwrap();
@@ -161,6 +165,7 @@ fn masked_mae(a: &[f32], b: &[f32], masks: &[f32], n: usize) -> f64 {
 /// mean image, in evaluation mode as in training mode, and its decoder answers to the code.
 #[test]
 fn memorises_eight_slices_reading_its_input_in_both_modes() {
+    let _rng = blindspot_testkit::backend_rng();
     let d = device();
     let n = 8;
     let (images, masks) = blindspot_testkit::textured_slices(n, 32, 22);

@@ -1,11 +1,10 @@
 //! The flow's invertible layers. Each `forward` returns the output and `log|det|` per sample.
 
+use blindspot_kernels::{Conv2d, Conv2dConfig, ConvBackend, conv2d};
 use burn::module::{Module, Param};
-use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::nn::{Initializer, PaddingConfig2d};
 use burn::tensor::activation::{relu, sigmoid};
 use burn::tensor::backend::Backend;
-use burn::tensor::module::conv2d;
 use burn::tensor::ops::ConvOptions;
 use burn::tensor::{Tensor, TensorData};
 
@@ -79,13 +78,13 @@ impl<B: Backend> ActNorm<B> {
 /// Invertible 1×1 convolution `W = P·L·(U + diag(exp(s)))` (Glow's LU form) with `P` the fixed
 /// channel reversal; `log|det W| = Σ s`. Starts as the reversal.
 #[derive(Module, Debug)]
-pub struct InvConv1x1<B: Backend> {
+pub struct InvConv1x1<B: ConvBackend> {
     lower: Param<Tensor<B, 2>>,
     upper: Param<Tensor<B, 2>>,
     log_s: Param<Tensor<B, 1>>,
 }
 
-impl<B: Backend> InvConv1x1<B> {
+impl<B: ConvBackend> InvConv1x1<B> {
     fn new(c: usize, device: &B::Device) -> Self {
         Self {
             lower: Initializer::Zeros.init([c, c], device),
@@ -204,13 +203,13 @@ fn invert(a: &[f64], c: usize) -> Vec<f64> {
 /// Affine coupling: the first half of the channels predicts a shift and a scale
 /// `sigmoid(h + 2)` for the second half.
 #[derive(Module, Debug)]
-pub struct AffineCoupling<B: Backend> {
+pub struct AffineCoupling<B: ConvBackend> {
     conv1: Conv2d<B>,
     conv2: Conv2d<B>,
     conv3: Conv2d<B>,
 }
 
-impl<B: Backend> AffineCoupling<B> {
+impl<B: ConvBackend> AffineCoupling<B> {
     fn new(c: usize, hidden: usize, device: &B::Device) -> Self {
         let ca = c / 2;
         let cb = c - ca;
@@ -264,13 +263,13 @@ impl<B: Backend> AffineCoupling<B> {
 
 /// ActNorm → invertible 1×1 conv → affine coupling.
 #[derive(Module, Debug)]
-pub struct FlowStep<B: Backend> {
+pub struct FlowStep<B: ConvBackend> {
     norm: ActNorm<B>,
     mix: InvConv1x1<B>,
     coupling: AffineCoupling<B>,
 }
 
-impl<B: Backend> FlowStep<B> {
+impl<B: ConvBackend> FlowStep<B> {
     pub(crate) fn new(c: usize, hidden: usize, device: &B::Device) -> Self {
         Self {
             norm: ActNorm::new(c, device),

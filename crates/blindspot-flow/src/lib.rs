@@ -10,10 +10,10 @@
 mod layers;
 
 use blindspot_core::{Batch, Inference, LossOutput, MapKind, Model, standard_normal, stat};
+use blindspot_kernels::ConvBackend;
 use burn::config::Config;
 use burn::module::Module;
 use burn::tensor::Tensor;
-use burn::tensor::backend::Backend;
 use rand_chacha::ChaCha8Rng;
 
 pub use layers::{ActNorm, AffineCoupling, FlowStep, InvConv1x1, squeeze, unsqueeze};
@@ -100,7 +100,7 @@ impl FlowConfig {
     ///
     /// # Errors
     /// As [`FlowConfig::validate`].
-    pub fn init<B: Backend>(&self, device: &B::Device) -> Result<Flow<B>, FlowError> {
+    pub fn init<B: ConvBackend>(&self, device: &B::Device) -> Result<Flow<B>, FlowError> {
         self.validate()?;
         let mut levels = Vec::with_capacity(self.levels);
         let mut c = 1;
@@ -124,13 +124,13 @@ impl FlowConfig {
 
 /// One scale: flow steps on the squeezed tensor.
 #[derive(Module, Debug)]
-pub struct Level<B: Backend> {
+pub struct Level<B: ConvBackend> {
     steps: Vec<FlowStep<B>>,
 }
 
 /// The normalizing flow.
 #[derive(Module, Debug)]
-pub struct Flow<B: Backend> {
+pub struct Flow<B: ConvBackend> {
     levels: Vec<Level<B>>,
     #[module(skip)]
     size: usize,
@@ -140,7 +140,7 @@ pub struct Flow<B: Backend> {
 
 const HALF_LN_2PI: f64 = 0.918_938_533_204_672_7;
 
-impl<B: Backend> Flow<B> {
+impl<B: ConvBackend> Flow<B> {
     /// Maps images to latents: one `z` per level (the factored-out halves, then the rest) and
     /// `log|det ∂z/∂x|` per sample.
     ///
@@ -260,7 +260,7 @@ impl<B: Backend> Flow<B> {
     }
 }
 
-impl<B: Backend> Model<B> for Flow<B> {
+impl<B: ConvBackend> Model<B> for Flow<B> {
     fn family(&self) -> &'static str {
         "flow"
     }

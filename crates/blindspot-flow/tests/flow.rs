@@ -61,6 +61,7 @@ fn squeeze_round_trips() {
 
 #[test]
 fn x_to_z_to_x_within_1e_4() {
+    let _rng = blindspot_testkit::backend_rng();
     let flow = jittered(16, 3, 3);
     let x = random_images(3, 16, 2);
     let (zs, _) = flow.forward(x.clone());
@@ -102,6 +103,7 @@ fn log_abs_det(mut a: Vec<f64>, n: usize) -> f64 {
 
 #[test]
 fn log_determinant_matches_finite_differences() {
+    let _rng = blindspot_testkit::backend_rng();
     let flow = jittered(4, 2, 5);
     let x0 = host(random_images(1, 4, 6));
     let n = 16;
@@ -136,6 +138,7 @@ fn log_determinant_matches_finite_differences() {
 
 #[test]
 fn nll_map_sums_to_the_exact_likelihood_and_bits_per_dim_agree() {
+    let _rng = blindspot_testkit::backend_rng();
     let flow = jittered(8, 2, 7);
     let x = random_images(2, 8, 8);
     let masks = x.ones_like();
@@ -161,6 +164,7 @@ fn nll_map_sums_to_the_exact_likelihood_and_bits_per_dim_agree() {
 
 #[test]
 fn identity_flow_gives_the_standard_normal_likelihood() {
+    let _rng = blindspot_testkit::backend_rng();
     // Freshly initialised, the flow is a fixed permutation (couplings output zero shift and
     // scale sigmoid(2) though): check against the closed form with those scales.
     let d = device();
@@ -181,6 +185,7 @@ fn identity_flow_gives_the_standard_normal_likelihood() {
 
 #[test]
 fn training_lowers_bits_per_dim() {
+    let _rng = blindspot_testkit::backend_rng();
     let d = device();
     let (i, m) = phantom_slices(16, 16, 9);
     let train = InMemorySlices::new(i, m, [16, 16]).unwrap();
@@ -233,6 +238,7 @@ fn invalid_configs_name_the_key() {
 /// the same kind, so it reads its input rather than a population average.
 #[test]
 fn memorises_eight_slices() {
+    let _rng = blindspot_testkit::backend_rng();
     let d = device();
     let n = 8;
     let (i, m) = blindspot_testkit::textured_slices(n, 16, 31);

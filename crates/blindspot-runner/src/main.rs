@@ -139,6 +139,11 @@ enum Cmd {
 }
 
 fn main() -> ExitCode {
+    // SAFETY: the first statement of `main`: no other thread exists yet.
+    #[allow(unsafe_code)] // glibc's allocator tuning is a C call (see the function's docs)
+    unsafe {
+        blindspot_kernels::keep_freed_memory();
+    }
     let cli = Cli::parse();
     match dispatch(cli) {
         Ok(()) => ExitCode::SUCCESS,

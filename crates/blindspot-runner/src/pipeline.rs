@@ -19,6 +19,7 @@ use blindspot_core::{Batch, Ensemble, MapKind, Model, SliceOutputs, SliceSource,
 use blindspot_flow::{Flow, FlowConfig};
 use blindspot_io::histmatch::{HistMatchConfig, Landmarks};
 use blindspot_io::{Pipeline, SubjectFiles};
+use blindspot_kernels::{ConvAutodiffBackend, ConvBackend};
 use blindspot_metrics::{BootstrapConfig, RankAccumulator, RankedScores};
 use blindspot_ood::eval::{
     IdNegatives, OodMode, ScanOutcome, Scorer, detection_set, disentangling_set, risk_coverage,
@@ -475,7 +476,7 @@ fn open_cache(dir: &Path, i: usize, name: &str) -> Result<CacheSlices> {
 ///
 /// # Errors
 /// [`RunError::Empty`] when the caches are missing; training errors.
-pub fn train<B: AutodiffBackend>(
+pub fn train<B: ConvAutodiffBackend>(
     config: &RunConfig,
     dir: &Path,
     shard: Shard,
@@ -553,7 +554,7 @@ where
 /// # Errors
 /// [`RunError::Empty`] for a missing cache, [`RunError::Model`] for a missing checkpoint;
 /// metric, OOD and report errors.
-pub fn evaluate<B: Backend>(
+pub fn evaluate<B: ConvBackend>(
     config: &RunConfig,
     dir: &Path,
     device: &B::Device,
@@ -575,7 +576,7 @@ pub fn evaluate<B: Backend>(
 ///
 /// # Errors
 /// As [`evaluate`]; writing the partial result.
-pub fn evaluate_shard<B: Backend>(
+pub fn evaluate_shard<B: ConvBackend>(
     config: &RunConfig,
     dir: &Path,
     shard: Shard,
@@ -652,7 +653,7 @@ pub(crate) fn evaluated_sets(config: &RunConfig) -> Vec<(String, Option<Role>, T
 }
 
 /// Inference of `shard` over the validation set and every test set with the run's ensemble.
-fn infer_sets<B: Backend>(
+fn infer_sets<B: ConvBackend>(
     config: &RunConfig,
     dir: &Path,
     shard: Shard,
@@ -733,13 +734,13 @@ pub enum ModelSpec {
 }
 
 /// The trained ensemble of a run, of whichever model family it uses.
-pub(crate) enum Members<B: Backend> {
+pub(crate) enum Members<B: ConvBackend> {
     Vae(Ensemble<Vae<B>>),
     Ae(Ensemble<Autoencoder<B>>),
     Flow(Ensemble<Flow<B>>),
 }
 
-impl<B: Backend> Members<B> {
+impl<B: ConvBackend> Members<B> {
     /// Every member's last checkpoint under `dir/model`.
     pub(crate) fn load(config: &RunConfig, dir: &Path, device: &B::Device) -> Result<Self> {
         let model_dir = dir.join("model");
@@ -795,7 +796,7 @@ impl<B: Backend> Members<B> {
 ///
 /// # Errors
 /// [`RunError`] naming the step's offending file, key or dataset.
-pub fn run<B: AutodiffBackend>(
+pub fn run<B: ConvAutodiffBackend>(
     config: &RunConfig,
     dir: &Path,
     device: &B::Device,

@@ -8,8 +8,8 @@ use std::path::{Path, PathBuf};
 use blindspot_io::preprocess::{SliceView, crop_or_pad};
 use blindspot_io::resize::resize_bilinear;
 use blindspot_io::{CacheWriter, Pipeline, Reorientation, Volume, read_volume, write_f32};
+use blindspot_kernels::ConvBackend;
 use blindspot_ood::{Decision, Dose};
-use burn::tensor::backend::Backend;
 
 use crate::config::{RESOLVED_FILE, RunConfig};
 use crate::pipeline::{
@@ -33,7 +33,7 @@ pub struct ScanScore {
 }
 
 /// A trained run, loaded once, that scores scans.
-pub struct Scorer<B: Backend> {
+pub struct Scorer<B: ConvBackend> {
     config: RunConfig,
     ensemble: Members<B>,
     scoring: ScoringState,
@@ -53,7 +53,7 @@ fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T> {
     })
 }
 
-impl<B: Backend> Scorer<B> {
+impl<B: ConvBackend> Scorer<B> {
     /// Loads the run in `run_dir` (its resolved config, the ensemble's last checkpoints and
     /// `model/scoring.json`).
     ///

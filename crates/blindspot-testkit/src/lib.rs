@@ -14,6 +14,19 @@ pub type TestAutodiffBackend = Autodiff<TestBackend>;
 /// The device of [`TestBackend`].
 pub type TestDevice = burn_flex::FlexDevice;
 
+/// Holds the test binary's one turn at burn-flex's random generator.
+///
+/// burn-flex keeps one generator per process, which every parameter initialiser draws from, and
+/// the test harness runs tests on several threads: a test that seeds the generator and builds a
+/// model holds this guard for its whole run, so that its parameters come from its seed alone,
+/// whatever else runs at the same time.
+pub fn backend_rng() -> std::sync::MutexGuard<'static, ()> {
+    static TURN: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    // a test that panicked while holding it leaves nothing half-done behind
+    TURN.lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 /// The device tests run on.
 pub fn device() -> TestDevice {
     TestDevice::default()

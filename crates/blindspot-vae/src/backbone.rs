@@ -1,12 +1,13 @@
 //! The Baur et al. (2020) convolutional encoder and decoder shared by the VAE and the
 //! autoencoders (docs/method.md 2.1).
 
+use blindspot_kernels::{
+    Conv2d, Conv2dConfig, ConvBackend, ConvTranspose2d, ConvTranspose2dConfig, leaky_relu,
+};
 use burn::config::Config;
 use burn::module::Module;
-use burn::nn::conv::{Conv2d, Conv2dConfig, ConvTranspose2d, ConvTranspose2dConfig};
 use burn::nn::{LeakyRelu, LeakyReluConfig, PaddingConfig2d};
 use burn::tensor::Tensor;
-use burn::tensor::backend::Backend;
 
 use crate::error::{VaeError, invalid};
 use crate::norm::{BatchNorm2d, BatchNorm2dConfig};
@@ -60,7 +61,7 @@ impl BackboneConfig {
     }
 
     /// Builds the encoder.
-    pub fn init_encoder<B: Backend>(&self, device: &B::Device) -> Encoder<B> {
+    pub fn init_encoder<B: ConvBackend>(&self, device: &B::Device) -> Encoder<B> {
         let c = self.channels();
         let down = |cin, cout| ConvBlock::down(cin, cout, device);
         Encoder {
@@ -75,7 +76,7 @@ impl BackboneConfig {
     }
 
     /// Builds the decoder (without the dense layer from the latent).
-    pub fn init_decoder<B: Backend>(&self, device: &B::Device) -> Decoder<B> {
+    pub fn init_decoder<B: ConvBackend>(&self, device: &B::Device) -> Decoder<B> {
         let c = self.channels();
         Decoder {
             side: self.bottleneck_side(),
@@ -93,13 +94,13 @@ impl BackboneConfig {
 
 /// Conv → BatchNorm → LeakyReLU(0.01).
 #[derive(Module, Debug)]
-pub struct ConvBlock<B: Backend> {
+pub struct ConvBlock<B: ConvBackend> {
     conv: Conv2d<B>,
     norm: BatchNorm2d<B>,
     act: LeakyRelu,
 }
 
-impl<B: Backend> ConvBlock<B> {
+impl<B: ConvBackend> ConvBlock<B> {
     fn down(cin: usize, cout: usize, device: &B::Device) -> Self {
         Self {
             conv: Conv2dConfig::new([cin, cout], [5, 5])
@@ -122,19 +123,22 @@ impl<B: Backend> ConvBlock<B> {
     /// # Shapes
     /// `[N, Cin, H, W]` → `[N, Cout, H', W']`
     pub fn forward(&self, x: Tensor<B, 4>) -> Tensor<B, 4> {
-        self.act.forward(self.norm.forward(self.conv.forward(x)))
+        leaky_relu(
+            self.norm.forward(self.conv.forward(x)),
+            self.act.negative_slope,
+        )
     }
 }
 
 /// Transposed conv 5×5 stride 2 (2× upsampling) → BatchNorm → LeakyReLU(0.01).
 #[derive(Module, Debug)]
-pub struct UpBlock<B: Backend> {
+pub struct UpBlock<B: ConvBackend> {
     conv: ConvTranspose2d<B>,
     norm: BatchNorm2d<B>,
     act: LeakyRelu,
 }
 
-impl<B: Backend> UpBlock<B> {
+impl<B: ConvBackend> UpBlock<B> {
     fn new(cin: usize, cout: usize, device: &B::Device) -> Self {
         Self {
             conv: ConvTranspose2dConfig::new([cin, cout], [5, 5])
@@ -150,17 +154,20 @@ impl<B: Backend> UpBlock<B> {
     /// # Shapes
     /// `[N, Cin, H, W]` → `[N, Cout, 2H, 2W]`
     pub fn forward(&self, x: Tensor<B, 4>) -> Tensor<B, 4> {
-        self.act.forward(self.norm.forward(self.conv.forward(x)))
+        leaky_relu(
+            self.norm.forward(self.conv.forward(x)),
+            self.act.negative_slope,
+        )
     }
 }
 
 /// Four 5×5 stride-2 conv blocks and a 1×1 block to 16 channels, flattened (C-major).
 #[derive(Module, Debug)]
-pub struct Encoder<B: Backend> {
+pub struct Encoder<B: ConvBackend> {
     blocks: Vec<ConvBlock<B>>,
 }
 
-impl<B: Backend> Encoder<B> {
+impl<B: ConvBackend> Encoder<B> {
     /// # Shapes
     /// `[N, 1, S, S]` → `[N, 16 · (S/16)²]`
     pub fn forward(&self, x: Tensor<B, 4>) -> Tensor<B, 2> {
@@ -171,14 +178,14 @@ impl<B: Backend> Encoder<B> {
 
 /// The mirrored decoder: 1×1 block, four transposed-conv blocks, a linear 1×1 output conv.
 #[derive(Module, Debug)]
-pub struct Decoder<B: Backend> {
+pub struct Decoder<B: ConvBackend> {
     side: usize,
     entry: ConvBlock<B>,
     up: Vec<UpBlock<B>>,
     out: Conv2d<B>,
 }
 
-impl<B: Backend> Decoder<B> {
+impl<B: ConvBackend> Decoder<B> {
     /// # Shapes
     /// `[N, 16 · (S/16)²]` → `[N, 1, S, S]`
     pub fn forward(&self, h: Tensor<B, 2>) -> Tensor<B, 4> {

@@ -18,6 +18,9 @@ mod vae;
 
 pub use backbone::{BOTTLENECK_CHANNELS, BackboneConfig, ConvBlock, Decoder, Encoder, UpBlock};
 pub use beta::BetaSchedule;
+/// The backend bound of the models built on this backbone (convolutions through
+/// `blindspot-kernels`); training code asks for [`ConvAutodiffBackend`].
+pub use blindspot_kernels::{ConvAutodiffBackend, ConvBackend};
 pub use error::VaeError;
 pub use norm::{BatchNorm2d, BatchNorm2dConfig};
 pub use vae::{Vae, VaeConfig, VaeOutput};

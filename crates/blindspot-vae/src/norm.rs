@@ -1,19 +1,18 @@
-//! Batch normalisation over `[N, C, H, W]` maps, written for the layouts CPU backends are fast on.
+//! Batch normalisation over `[N, C, H, W]` maps, through `blindspot-kernels`' fused op.
 //!
 //! burn 0.21's `nn::BatchNorm` gathers each channel with `swap_dims(0, 1)` + `reshape`, a full
-//! strided copy of the map, and scales by a `[1, C, 1, 1]` tensor, a broadcast that burn-flex
-//! only accelerates when the per-channel values are laid out per sample. On the paper's VAE that
-//! made normalisation the most expensive layer of a training step on the CPU. This module
-//! computes the same function (biased batch variance for normalising, running statistics updated
-//! with `momentum`) from reductions over the contiguous trailing axes, and broadcasts per-channel
-//! values as `[N, C, 1]` tensors. Its parameters and running statistics carry the same names as
-//! burn's module, so checkpoints keep their keys.
+//! strided copy of the map, and its backward runs through every elementary op of the forward.
+//! This module computes the same function (biased batch variance for normalising, running
+//! statistics updated with `momentum`) with [`blindspot_kernels::batch_norm`]: one op forward
+//! and one backward, fused on backends that have kernels for it (burn-flex), composed of
+//! reductions over contiguous axes and `[N, C, 1]` broadcasts elsewhere. Its parameters and
+//! running statistics carry the same names as burn's module, so checkpoints keep their keys.
 
+use blindspot_kernels::{ConvBackend, batch_norm, batch_norm_inference};
 use burn::config::Config;
 use burn::module::{Module, Param, RunningState};
 use burn::nn::Initializer;
 use burn::tensor::Tensor;
-use burn::tensor::backend::Backend;
 
 /// Settings of [`BatchNorm2d`] (burn's defaults: momentum 0.1, epsilon 1e-5).
 #[derive(Config, Debug)]
@@ -30,7 +29,7 @@ pub struct BatchNorm2dConfig {
 
 impl BatchNorm2dConfig {
     /// Builds the module: `gamma = 1`, `beta = 0`, running mean 0 and variance 1.
-    pub fn init<B: Backend>(&self, device: &B::Device) -> BatchNorm2d<B> {
+    pub fn init<B: ConvBackend>(&self, device: &B::Device) -> BatchNorm2d<B> {
         BatchNorm2d {
             gamma: Initializer::Ones.init([self.num_features], device),
             beta: Initializer::Zeros.init([self.num_features], device),
@@ -45,7 +44,7 @@ impl BatchNorm2dConfig {
 /// Per-channel batch normalisation of `[N, C, H, W]` maps: batch statistics when the backend
 /// tracks gradients (training), running statistics otherwise (inference).
 #[derive(Module, Debug)]
-pub struct BatchNorm2d<B: Backend> {
+pub struct BatchNorm2d<B: ConvBackend> {
     /// Learned scale, one per channel.
     pub gamma: Param<Tensor<B, 1>>,
     /// Learned shift, one per channel.
@@ -60,68 +59,48 @@ pub struct BatchNorm2d<B: Backend> {
     pub epsilon: f64,
 }
 
-/// Repeats a `[1, C, 1]` per-channel tensor over the batch, so that broadcasting it against a
-/// contiguous `[N, C, L]` map walks a contiguous `[N, C]` table (a fast path of CPU backends).
-fn per_sample<B: Backend>(t: Tensor<B, 3>, n: usize) -> Tensor<B, 3> {
-    if n == 1 { t } else { t.repeat_dim(0, n) }
-}
-
-impl<B: Backend> BatchNorm2d<B> {
+impl<B: ConvBackend> BatchNorm2d<B> {
     /// # Shapes
     /// `[N, C, H, W]` → `[N, C, H, W]`
     pub fn forward(&self, x: Tensor<B, 4>) -> Tensor<B, 4> {
-        let [n, c, h, w] = x.dims();
-        let x = x.reshape([n, c, h * w]);
-        let y = if B::ad_enabled(&x.device()) {
+        if B::ad_enabled(&x.device()) {
             self.forward_train(x)
         } else {
             self.forward_inference(x)
-        };
-        y.reshape([n, c, h, w])
+        }
     }
 
-    fn forward_train(&self, x: Tensor<B, 3>) -> Tensor<B, 3> {
-        let [n, c, _] = x.dims();
+    fn forward_train(&self, x: Tensor<B, 4>) -> Tensor<B, 4> {
         let device = x.device();
-        let mean = x.clone().mean_dim(2).mean_dim(0);
-        let centred = x.sub(per_sample(mean.clone(), n));
-        let var = centred.clone().square().mean_dim(2).mean_dim(0);
-
+        let (y, mean, var) = batch_norm(x, self.gamma.val(), self.beta.val(), self.epsilon);
         let m = self.momentum;
         let running_mean = self.running_mean.value_sync().to_device(&device);
         let running_var = self.running_var.value_sync().to_device(&device);
         self.running_mean.update(
             running_mean
                 .mul_scalar(1.0 - m)
-                .add(mean.detach().reshape([c]).mul_scalar(m))
+                .add(mean.detach().mul_scalar(m))
                 .detach(),
         );
         self.running_var.update(
             running_var
                 .mul_scalar(1.0 - m)
-                .add(var.clone().detach().reshape([c]).mul_scalar(m))
+                .add(var.detach().mul_scalar(m))
                 .detach(),
         );
-
-        let scale = self
-            .gamma
-            .val()
-            .reshape([1, c, 1])
-            .div(var.add_scalar(self.epsilon).sqrt());
-        let shift = self.beta.val().reshape([1, c, 1]);
-        centred.mul(per_sample(scale, n)).add(per_sample(shift, n))
+        y
     }
 
-    fn forward_inference(&self, x: Tensor<B, 3>) -> Tensor<B, 3> {
-        let [n, c, _] = x.dims();
+    fn forward_inference(&self, x: Tensor<B, 4>) -> Tensor<B, 4> {
         let device = x.device();
-        let mean = self.running_mean.value().to_device(&device);
-        let var = self.running_var.value().to_device(&device);
-        // y = (x − μ)·γ/σ + β = x·s + (β − μ·s) with s = γ/σ: one multiply-add over the map.
-        let scale = self.gamma.val().div(var.add_scalar(self.epsilon).sqrt());
-        let shift = self.beta.val().sub(mean.mul(scale.clone()));
-        x.mul(per_sample(scale.reshape([1, c, 1]), n))
-            .add(per_sample(shift.reshape([1, c, 1]), n))
+        batch_norm_inference(
+            x,
+            self.gamma.val(),
+            self.beta.val(),
+            self.running_mean.value().to_device(&device),
+            self.running_var.value().to_device(&device),
+            self.epsilon,
+        )
     }
 }
 
@@ -131,6 +110,7 @@ mod tests {
     use blindspot_testkit::{TestAutodiffBackend as AB, TestBackend as B};
     use burn::module::AutodiffModule;
     use burn::nn::BatchNormConfig;
+    use burn::tensor::backend::Backend;
     use burn::tensor::{Distribution, Tolerance};
 
     fn input<Bk: Backend>(device: &Bk::Device) -> Tensor<Bk, 4> {

@@ -3,6 +3,7 @@
 use blindspot_core::{
     Batch, Inference, LossOutput, MapKind, Model, masked_l1, standard_normal, stat,
 };
+use blindspot_kernels::ConvBackend;
 use burn::config::Config;
 use burn::module::Module;
 use burn::nn::{Linear, LinearConfig};
@@ -50,7 +51,7 @@ impl VaeConfig {
     ///
     /// # Errors
     /// [`VaeError::InvalidConfig`] when [`VaeConfig::validate`] fails.
-    pub fn init<B: Backend>(&self, device: &B::Device) -> Result<Vae<B>, VaeError> {
+    pub fn init<B: ConvBackend>(&self, device: &B::Device) -> Result<Vae<B>, VaeError> {
         self.validate()?;
         let flat = self.backbone.flat_features();
         Ok(Vae {
@@ -67,7 +68,7 @@ impl VaeConfig {
 
 /// The variational autoencoder of Baur et al. (2020) as used by Heer et al. (2021).
 #[derive(Module, Debug)]
-pub struct Vae<B: Backend> {
+pub struct Vae<B: ConvBackend> {
     encoder: Encoder<B>,
     mu: Linear<B>,
     logvar: Linear<B>,
@@ -96,7 +97,7 @@ pub struct VaeOutput<B: Backend> {
     pub z: Tensor<B, 2>,
 }
 
-impl<B: Backend> Vae<B> {
+impl<B: ConvBackend> Vae<B> {
     /// Encodes, samples `z = μ + ε·exp(logσ²/2)` with `ε` from `rng`, and decodes.
     ///
     /// # Shapes
@@ -157,7 +158,7 @@ impl<B: Backend> Vae<B> {
     }
 }
 
-impl<B: Backend> Model<B> for Vae<B> {
+impl<B: ConvBackend> Model<B> for Vae<B> {
     fn family(&self) -> &'static str {
         "vae"
     }

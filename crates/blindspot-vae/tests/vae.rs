@@ -33,6 +33,7 @@ fn weights<M: Module<TestBackend>>(m: &M) -> Vec<f32> {
 
 #[test]
 fn paper_architecture_has_1_758_481_trainable_parameters() {
+    let _rng = blindspot_testkit::backend_rng();
     let vae = VaeConfig::new()
         .init::<TestAutodiffBackend>(&device())
         .unwrap();
@@ -43,6 +44,7 @@ fn paper_architecture_has_1_758_481_trainable_parameters() {
 
 #[test]
 fn output_shapes_for_every_input_size() {
+    let _rng = blindspot_testkit::backend_rng();
     for size in [64, 128, 256] {
         let cfg = VaeConfig::new()
             .with_backbone(
@@ -62,6 +64,7 @@ fn output_shapes_for_every_input_size() {
 
 #[test]
 fn invalid_configs_name_the_key() {
+    let _rng = blindspot_testkit::backend_rng();
     let bad = VaeConfig::new().with_backbone(BackboneConfig::new().with_input_size(100));
     assert!(matches!(
         bad.init::<TestBackend>(&device()),
@@ -91,6 +94,7 @@ fn host(t: Tensor<TestBackend, 1>) -> Vec<f32> {
 
 #[test]
 fn loss_is_masked_mean_l1_plus_beta_mean_kl() {
+    let _rng = blindspot_testkit::backend_rng();
     let d = device();
     let cfg = tiny(32).with_beta(BetaSchedule::Monotonic {
         start: 0.0,
@@ -136,6 +140,7 @@ fn loss_is_masked_mean_l1_plus_beta_mean_kl() {
 
 #[test]
 fn masking_starts_at_the_configured_step() {
+    let _rng = blindspot_testkit::backend_rng();
     let d = device();
     seeded::<TestBackend>(&d, 4);
     let vae = tiny(32)
@@ -190,6 +195,7 @@ fn quick(steps: u64) -> TrainConfig {
 
 #[test]
 fn training_lowers_the_loss_and_reconstructs_healthy_tissue_better_than_lesions() {
+    let _rng = blindspot_testkit::backend_rng();
     let d = device();
     let dir = tempfile::tempdir().unwrap();
     let train = phantom_source(32, 5);
@@ -246,6 +252,7 @@ fn training_lowers_the_loss_and_reconstructs_healthy_tissue_better_than_lesions(
 
 #[test]
 fn resumed_training_matches_uninterrupted_training() {
+    let _rng = blindspot_testkit::backend_rng();
     let d = device();
     let train = phantom_source(24, 6);
     let val = phantom_source(8, 7);
@@ -317,6 +324,7 @@ fn resumed_training_matches_uninterrupted_training() {
 
 #[test]
 fn nan_loss_stops_training_and_keeps_the_last_good_checkpoint() {
+    let _rng = blindspot_testkit::backend_rng();
     let d = device();
     let dir = tempfile::tempdir().unwrap();
     let (mut images, masks) = phantom_slices(16, 32, 8);
@@ -364,6 +372,7 @@ fn nan_loss_stops_training_and_keeps_the_last_good_checkpoint() {
 
 #[test]
 fn safetensors_round_trip_and_mismatch_errors() {
+    let _rng = blindspot_testkit::backend_rng();
     let d = device();
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("vae.safetensors");
@@ -387,6 +396,7 @@ fn safetensors_round_trip_and_mismatch_errors() {
 
 #[test]
 fn several_samples_differ_and_seeds_reproduce() {
+    let _rng = blindspot_testkit::backend_rng();
     let d = device();
     seeded::<TestBackend>(&d, 6);
     let vae = tiny(32).init::<TestBackend>(&d).unwrap();
@@ -405,6 +415,7 @@ fn several_samples_differ_and_seeds_reproduce() {
 
 #[test]
 fn ensembles_train_and_load_as_one_unit() {
+    let _rng = blindspot_testkit::backend_rng();
     use blindspot_core::Ensemble;
     let d = device();
     let dir = tempfile::tempdir().unwrap();
@@ -472,6 +483,7 @@ fn mean(v: &[f64]) -> f64 {
 /// (running statistics) must agree on the same inputs; and the decoder must answer to `z`.
 #[test]
 fn memorises_eight_slices_reading_its_input_in_both_modes() {
+    let _rng = blindspot_testkit::backend_rng();
     let d = device();
     let n = 8;
     let (images, masks) = blindspot_testkit::textured_slices(n, 32, 21);
