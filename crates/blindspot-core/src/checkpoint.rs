@@ -4,6 +4,11 @@
 //! A run directory holds `checkpoints/step-NNNNNNNNNN/` directories, each with
 //! `model.safetensors`, `optimizer.mpk` and `state.json`, plus the pointers `last.json` and
 //! `best.json`. A checkpoint directory is complete once it has its final name.
+//!
+//! Each checkpoint directory also holds `checksums.json`, the CRC-32 of its three files,
+//! written with them and checked on every load ([`Checkpoints::verify`]): a flipped bit in a
+//! weight is refused, never used. Training resumes from the next older intact checkpoint
+//! with a warning; loading for inference fails and names that older checkpoint.
 
 use std::path::{Path, PathBuf};
 
@@ -211,6 +216,21 @@ pub const MODEL_FILE: &str = "model.safetensors";
 pub const OPTIMIZER_FILE: &str = "optimizer.mpk";
 /// Run state file of a checkpoint directory.
 pub const STATE_FILE: &str = "state.json";
+/// The CRC-32 of the other files of a checkpoint directory.
+pub const CHECKSUM_FILE: &str = "checksums.json";
+/// The files [`CHECKSUM_FILE`] covers.
+const CHECKED_FILES: [&str; 3] = [MODEL_FILE, OPTIMIZER_FILE, STATE_FILE];
+
+/// `checksums.json`: file name to CRC-32 (8 hex digits).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Checksums {
+    crc32: std::collections::BTreeMap<String, String>,
+}
+
+fn crc_hex(bytes: &[u8]) -> String {
+    format!("{:08x}", crc32fast::hash(bytes))
+}
 
 impl Checkpoints {
     /// The checkpoints under `run_dir/checkpoints`.
@@ -255,13 +275,117 @@ impl Checkpoints {
         })
     }
 
-    /// Loads the model of checkpoint `which` into `model`.
+    /// Loads the model of checkpoint `which` into `model`, after [`Checkpoints::verify`].
     ///
     /// # Errors
-    /// As [`Checkpoints::get`] and [`load_model`].
+    /// As [`Checkpoints::get`] and [`load_model`]; [`Error::CorruptCheckpoint`] (naming the
+    /// next older intact checkpoint, if any) when a file fails its checksum.
     pub fn load_model<B: Backend, M: Module<B>>(&self, model: M, which: Which) -> Result<M> {
         let d = self.get(which)?;
+        self.verify_or_advise(&d, "rerun `blindspot train` to resume from it")?;
         load_model(model, &d.join(MODEL_FILE))
+    }
+
+    /// Checks the files of checkpoint directory `dir` against its `checksums.json`.
+    /// Directories written before checksums existed (no `checksums.json`) pass.
+    ///
+    /// # Errors
+    /// [`Error::CorruptCheckpoint`] (with empty advice) for a missing file or a mismatch;
+    /// [`Error::Io`] or [`Error::Json`] for an unreadable `checksums.json`.
+    pub fn verify(dir: &Path) -> Result<()> {
+        let p = dir.join(CHECKSUM_FILE);
+        let text = match std::fs::read(&p) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            other => other.map_err(io(&p))?,
+        };
+        let sums: Checksums = serde_json::from_slice(&text).map_err(json(&p))?;
+        for file in CHECKED_FILES {
+            let path = dir.join(file);
+            let corrupt = |why: String| Error::CorruptCheckpoint {
+                path: path.clone(),
+                why,
+                advice: String::new(),
+            };
+            let Some(want) = sums.crc32.get(file) else {
+                return Err(corrupt(format!("{CHECKSUM_FILE} has no checksum for it")));
+            };
+            let bytes = match std::fs::read(&path) {
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                    return Err(corrupt("missing".into()));
+                }
+                other => other.map_err(io(&path))?,
+            };
+            let got = crc_hex(&bytes);
+            if &got != want {
+                return Err(corrupt(format!(
+                    "CRC-32 {got}, but {want} was written with it"
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// The newest intact checkpoint directory older than `dir`, with its step.
+    pub fn older_intact(&self, dir: &Path) -> Option<(PathBuf, u64)> {
+        let mut steps: Vec<PathBuf> = std::fs::read_dir(&self.dir)
+            .ok()?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| {
+                p.is_dir()
+                    && p.file_name()
+                        .is_some_and(|n| n.to_string_lossy().starts_with("step-"))
+                    && p.as_path() < dir
+            })
+            .collect();
+        steps.sort();
+        steps.into_iter().rev().find_map(|p| {
+            let state = Self::verify(&p).and_then(|()| Self::state(&p)).ok()?;
+            Some((p, state.step))
+        })
+    }
+
+    /// [`Checkpoints::verify`], completing a failure's advice with the next older intact
+    /// checkpoint (`then` says what to do with it) or how to retrain.
+    fn verify_or_advise(&self, dir: &Path, then: &str) -> Result<()> {
+        match Self::verify(dir) {
+            Err(Error::CorruptCheckpoint { path, why, .. }) => {
+                let advice = match self.older_intact(dir) {
+                    Some((older, step)) => format!(
+                        "the next older intact checkpoint is {} (step {step}): {then}",
+                        older.display()
+                    ),
+                    None => format!(
+                        "no older intact checkpoint: remove {} to train this member again",
+                        self.dir.display()
+                    ),
+                };
+                Err(Error::CorruptCheckpoint { path, why, advice })
+            }
+            other => other,
+        }
+    }
+
+    /// The newest checkpoint to resume training from: the one `last` points at when intact,
+    /// otherwise (with a warning on stderr naming the corrupt file) the next older intact one.
+    ///
+    /// # Errors
+    /// [`Error::CorruptCheckpoint`] when `last` is corrupt and no older checkpoint is intact;
+    /// those of [`Checkpoints::find`].
+    pub fn find_resumable(&self) -> Result<Option<PathBuf>> {
+        let Some(last) = self.find(Which::Last)? else {
+            return Ok(None);
+        };
+        match self.verify_or_advise(&last, "training resumes from it") {
+            Ok(()) => Ok(Some(last)),
+            Err(e @ Error::CorruptCheckpoint { .. }) => match self.older_intact(&last) {
+                Some((older, _)) => {
+                    eprintln!("warning: {e}");
+                    Ok(Some(older))
+                }
+                None => Err(e),
+            },
+            Err(e) => Err(e),
+        }
     }
 
     /// Writes checkpoint directory `step-NNNNNNNNNN` atomically and returns its path.
@@ -285,11 +409,24 @@ impl Checkpoints {
             builder.permissions(std::fs::Permissions::from_mode(0o777));
         }
         let tmp = builder.tempdir_in(&self.dir).map_err(io(&self.dir))?;
-        for (file, bytes) in [(MODEL_FILE, model_bytes), (OPTIMIZER_FILE, optimizer_bytes)] {
-            write_file(&tmp.path().join(file), bytes)?;
-        }
         let state_json = serde_json::to_vec_pretty(state).map_err(json(tmp.path()))?;
-        write_file(&tmp.path().join(STATE_FILE), &state_json)?;
+        let files = [
+            (MODEL_FILE, model_bytes),
+            (OPTIMIZER_FILE, optimizer_bytes),
+            (STATE_FILE, &state_json),
+        ];
+        let mut sums = Checksums {
+            crc32: Default::default(),
+        };
+        for (file, bytes) in files {
+            write_file(&tmp.path().join(file), bytes)?;
+            sums.crc32.insert(file.to_owned(), crc_hex(bytes));
+        }
+        let sums_path = tmp.path().join(CHECKSUM_FILE);
+        write_file(
+            &sums_path,
+            &serde_json::to_vec_pretty(&sums).map_err(json(&sums_path))?,
+        )?;
         if target.exists() {
             std::fs::remove_dir_all(&target).map_err(io(&target))?;
         }

@@ -102,6 +102,17 @@ pub enum Error {
         /// The backend's message.
         message: String,
     },
+    /// A checkpoint file does not match the checksum written with it (or is missing from its
+    /// checkpoint directory): it is never loaded.
+    #[error("checkpoint file {path} is corrupt ({why}); {advice}")]
+    CorruptCheckpoint {
+        /// The file.
+        path: PathBuf,
+        /// What does not match.
+        why: String,
+        /// What to do: the next older intact checkpoint, or how to retrain.
+        advice: String,
+    },
     /// A run directory has no checkpoint of the requested kind.
     #[error("no {which} checkpoint in {dir}")]
     NoCheckpoint {

@@ -290,7 +290,7 @@ impl Trainer {
         let mut step = 0u64;
         let mut best_val: Option<(f64, u64)> = None;
         let mut last_ckpt: Option<PathBuf> = None;
-        if let Some(dir) = ckpts.find(Which::Last)? {
+        if let Some(dir) = ckpts.find_resumable()? {
             let state = Checkpoints::state(&dir)?;
             let state_path = dir.join(crate::checkpoint::STATE_FILE);
             self.check_resume(&state, model.family(), &state_path)?;

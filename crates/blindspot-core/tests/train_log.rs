@@ -272,3 +272,120 @@ fn a_resumed_run_continues_the_logs_without_duplicates() {
         without_speed(read_csv(died.path()))
     );
 }
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), target).unwrap();
+        }
+    }
+}
+
+fn flip_middle_byte(path: &Path) {
+    let mut bytes = std::fs::read(path).unwrap();
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0x10;
+    std::fs::write(path, bytes).unwrap();
+}
+
+#[test]
+fn a_corrupt_checkpoint_is_never_used() {
+    use blindspot_core::{Checkpoints, Error, Which};
+    let d = device();
+    let (train, val) = (slices(8, 1), slices(4, 2));
+    let start = tempfile::tempdir().unwrap();
+    let start = start.path().join("start.safetensors");
+    save_model(&Tiny::<TestAutodiffBackend>::new(&d), &start).unwrap();
+    let init = || load_model(Tiny::<TestAutodiffBackend>::new(&d), &start).unwrap();
+    let fit = |dir: &Path| {
+        Trainer::new(config(8), dir)
+            .unwrap()
+            .fit(init(), &train, Some(&val), &d)
+    };
+
+    let full = tempfile::tempdir().unwrap();
+    fit(full.path()).unwrap();
+    // the tensor data of the last checkpoint (the safetensors header's metadata map has no
+    // fixed key order, so the header is left out)
+    let final_model = |dir: &Path| {
+        let bytes =
+            std::fs::read(dir.join("checkpoints/step-0000000008/model.safetensors")).unwrap();
+        let header = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
+        bytes[8 + header..].to_vec()
+    };
+    let want = final_model(full.path());
+    // the checkpoint before the last (checkpoint_every, or a new best validation loss)
+    let mut steps: Vec<String> = std::fs::read_dir(full.path().join("checkpoints"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("step-"))
+        .collect();
+    steps.sort();
+    assert_eq!(steps.last().map(String::as_str), Some("step-0000000008"));
+    let older = steps[steps.len() - 2].clone();
+    let older_step: u64 = older["step-".len()..].parse().unwrap();
+
+    for file in ["model.safetensors", "optimizer.mpk", "state.json"] {
+        let run = tempfile::tempdir().unwrap();
+        copy_dir(full.path(), run.path());
+        flip_middle_byte(&run.path().join("checkpoints/step-0000000008").join(file));
+
+        // loading for inference refuses it and names the older intact checkpoint
+        let err = Checkpoints::new(run.path())
+            .load_model(Tiny::<TestAutodiffBackend>::new(&d), Which::Last)
+            .expect_err("a corrupt checkpoint must not load");
+        let shown = err.to_string();
+        assert!(
+            matches!(err, Error::CorruptCheckpoint { .. }),
+            "{file}: {shown}"
+        );
+        assert!(
+            shown.contains(file) && shown.contains(&older),
+            "{file}: {shown}"
+        );
+
+        // training resumes from the older one and ends bit for bit where the intact run did
+        let resumed = fit(run.path()).unwrap();
+        assert_eq!(resumed.resumed_from, older_step, "{file}");
+        assert_eq!(final_model(run.path()), want, "{file}");
+        Checkpoints::new(run.path())
+            .load_model(Tiny::<TestAutodiffBackend>::new(&d), Which::Last)
+            .unwrap();
+    }
+
+    // with no intact checkpoint left, training refuses too and says how to start again
+    let run = tempfile::tempdir().unwrap();
+    copy_dir(full.path(), run.path());
+    for step in &steps {
+        flip_middle_byte(
+            &run.path()
+                .join("checkpoints")
+                .join(step)
+                .join("model.safetensors"),
+        );
+    }
+    let shown = fit(run.path())
+        .expect_err("nothing intact to resume from")
+        .to_string();
+    assert!(
+        shown.contains("no older intact checkpoint") && shown.contains("remove"),
+        "{shown}"
+    );
+
+    // a checkpoint written before checksums existed still loads
+    let run = tempfile::tempdir().unwrap();
+    copy_dir(full.path(), run.path());
+    std::fs::remove_file(
+        run.path()
+            .join("checkpoints/step-0000000008/checksums.json"),
+    )
+    .unwrap();
+    Checkpoints::new(run.path())
+        .load_model(Tiny::<TestAutodiffBackend>::new(&d), Which::Last)
+        .unwrap();
+}
