@@ -66,6 +66,23 @@ pub enum IoError {
         /// Linear index (x fastest) of the first one.
         first: usize,
     },
+    /// Finite voxel values (float64, or after `scl_slope`/`scl_inter`) lie beyond the range of
+    /// the float32 they are read into, and the policy was to refuse non-finite voxels.
+    #[error(
+        "{path}: {count} voxel(s) of this {datatype} file hold finite values beyond float32's range \
+         (about ±3.4e38), first at linear index {first}: rescale the image (or its scl_slope) so \
+         that it fits float32"
+    )]
+    Overflow {
+        /// The file.
+        path: PathBuf,
+        /// How many finite values overflow float32.
+        count: usize,
+        /// Linear index (x fastest) of the first non-finite voxel after conversion.
+        first: usize,
+        /// The file's datatype, for example `float64`.
+        datatype: &'static str,
+    },
     /// Two volumes that must share one voxel grid (an image and its mask) do not.
     #[error("{first} and {second} are not on the same voxel grid: {detail}")]
     GridMismatch {

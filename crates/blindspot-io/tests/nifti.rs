@@ -396,6 +396,59 @@ fn non_finite_voxels_follow_the_policy() {
     assert!(img.volume.data[2].is_nan() && img.volume.data[5] == f64::INFINITY);
 }
 
+#[test]
+fn float64_values_beyond_float32_are_called_overflow_not_nan() {
+    let dir = tempfile::tempdir().unwrap();
+    let v = Volume {
+        dims: [4, 1, 1],
+        data: vec![0.5f64, 1e39, -2e300, 3.0],
+        affine: oblique_affine(),
+        spacing: [1.0, 1.0, 1.0],
+    };
+    let p = dir.path().join("big.nii.gz");
+    write_nifti(&p, &v, &WriteOptions::default()).unwrap();
+    let e = fails(&p);
+    assert!(
+        matches!(
+            &e,
+            IoError::Overflow {
+                count: 2,
+                first: 1,
+                datatype: "float64",
+                ..
+            }
+        ),
+        "{e}"
+    );
+    let shown = e.to_string();
+    assert!(
+        shown.contains("float32") && !shown.contains("NaN"),
+        "{shown}"
+    );
+    // read as float64 the same file is fine
+    let img = read_nifti::<f64>(&p, &ReadOptions::default()).unwrap();
+    assert_eq!(img.volume.data, v.data);
+}
+
+#[test]
+fn a_text_file_named_nii_gz_is_called_not_gzip() {
+    let dir = tempfile::tempdir().unwrap();
+    for (name, text) in [
+        ("short.nii.gz", "hello, I am not a scan\n".repeat(2)),
+        ("long.nii.gz", "hello, I am not a scan\n".repeat(40)),
+    ] {
+        let p = dir.path().join(name);
+        std::fs::write(&p, text).unwrap();
+        let e = fails(&p);
+        let shown = e.to_string();
+        assert!(
+            matches!(e, IoError::InvalidFile { .. }) && shown.contains("not a gzip file"),
+            "{name}: {shown}"
+        );
+        assert!(!shown.contains("truncated"), "{name}: {shown}");
+    }
+}
+
 /// Read with default options and return the error.
 fn fails(p: &Path) -> IoError {
     let e = read_volume(p).unwrap_err();

@@ -91,14 +91,15 @@ pub struct NiftiImage<T = f32> {
 
 /// Source of decompressed bytes: plain or gzip, detected from the first two bytes.
 enum Source {
-    Plain(BufReader<File>),
+    /// Uncompressed; the flag says that the file is named `.gz` all the same.
+    Plain(BufReader<File>, bool),
     Gz(Box<MultiGzDecoder<BufReader<File>>>),
 }
 
 impl Read for Source {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         match self {
-            Source::Plain(r) => r.read(buf),
+            Source::Plain(r, _) => r.read(buf),
             Source::Gz(r) => r.read(buf),
         }
     }
@@ -117,13 +118,26 @@ impl Source {
         if head.starts_with(&[0x1f, 0x8b]) {
             Ok(Source::Gz(Box::new(MultiGzDecoder::new(r))))
         } else {
-            Ok(Source::Plain(r))
+            let named_gz = path
+                .extension()
+                .is_some_and(|e| e.eq_ignore_ascii_case("gz"));
+            Ok(Source::Plain(r, named_gz))
         }
     }
 
     /// Map a read error: a short or corrupt stream is a broken file, anything else an OS error.
     fn err(&self, path: &Path, e: io::Error, what: &str) -> IoError {
         match (self, e.kind()) {
+            (Source::Plain(_, true), io::ErrorKind::UnexpectedEof) if what == "header" => {
+                IoError::InvalidFile {
+                    path: path.to_path_buf(),
+                    reason: format!(
+                        "not a gzip file although named .gz (it does not start with the gzip \
+                         signature 1f 8b), and too short for the {HEADER_SIZE}-byte header of an \
+                         uncompressed NIfTI-1 file: not a NIfTI file"
+                    ),
+                }
+            }
             (_, io::ErrorKind::UnexpectedEof) => IoError::InvalidFile {
                 path: path.to_path_buf(),
                 reason: format!("file is truncated: it ends inside the {what}"),
@@ -174,7 +188,16 @@ pub fn read_header(path: &Path) -> Result<NiftiHeader> {
 fn read_header_from(src: &mut Source, path: &Path) -> Result<NiftiHeader> {
     let mut raw = [0u8; HEADER_SIZE];
     src.read_exact_or(path, &mut raw, "header")?;
-    header::decode(path, &raw)
+    header::decode(path, &raw).map_err(|e| match (src, e) {
+        (Source::Plain(_, true), IoError::InvalidFile { path, reason }) => IoError::InvalidFile {
+            path,
+            reason: format!(
+                "not a gzip file although named .gz (it does not start with the gzip signature \
+                 1f 8b); read as an uncompressed NIfTI-1 file: {reason}"
+            ),
+        },
+        (_, e) => e,
+    })
 }
 
 /// Read one 3-D volume of a `.nii` or `.nii.gz` file (NIfTI-1, either byte order, gzip detected
@@ -231,10 +254,11 @@ pub fn read_nifti<T: Sample>(path: &Path, options: &ReadOptions) -> Result<Nifti
         })?;
     let mut buf = vec![0u8; CHUNK.min(vol_bytes)];
     let mut left = vol_bytes;
+    let mut overflow = 0;
     while left > 0 {
         let chunk = &mut buf[..CHUNK.min(left)];
         src.read_exact_or(path, chunk, "voxel data")?;
-        convert(chunk, dt, header.big_endian, scale, &mut data);
+        overflow += convert(chunk, dt, header.big_endian, scale, &mut data);
         left -= chunk.len();
     }
     // Decompress the rest so that the gzip checksum is checked.
@@ -242,6 +266,15 @@ pub fn read_nifti<T: Sample>(path: &Path, options: &ReadOptions) -> Result<Nifti
         io::copy(&mut src, &mut io::sink()).map_err(|e| src.err(path, e, "gzip stream"))?;
     }
 
+    if overflow > 0 && options.non_finite == NonFinitePolicy::Error {
+        let first = data.iter().position(|v| !v.is_finite()).unwrap_or(0);
+        return Err(IoError::Overflow {
+            path: path.to_path_buf(),
+            count: overflow,
+            first,
+            datatype: dt.name(),
+        });
+    }
     let non_finite = if dt.is_float() || scale.is_some() {
         apply_policy(path, &mut data, options.non_finite)?
     } else {
@@ -285,16 +318,18 @@ fn apply_policy<T: Sample>(path: &Path, data: &mut [T], policy: NonFinitePolicy)
     }
 }
 
-/// Decode `bytes` (whole elements of `dt`) and append them, scaled, to `out`.
+/// Decode `bytes` (whole elements of `dt`) and append them, scaled, to `out`. Returns how many
+/// finite values became infinite in `T` (float64 or scaled values beyond float32's range).
 fn convert<T: Sample>(
     bytes: &[u8],
     dt: Datatype,
     big_endian: bool,
     scale: Option<(f64, f64)>,
     out: &mut Vec<T>,
-) {
+) -> usize {
+    let mut overflow = 0;
     macro_rules! run {
-        ($ty:ty, $n:literal, $to_f64:expr, $plain:expr) => {{
+        ($ty:ty, $n:literal, $to_f64:expr, $plain:expr, $scale:expr) => {{
             let decode = |c: &[u8]| -> $ty {
                 let mut a = [0u8; $n];
                 a.copy_from_slice(c);
@@ -305,24 +340,41 @@ fn convert<T: Sample>(
                 }
             };
             let chunks = bytes.chunks_exact($n);
-            match scale {
+            match $scale {
                 None => out.extend(chunks.map(|c| $plain(decode(c)))),
-                Some((slope, inter)) => {
-                    out.extend(chunks.map(|c| T::from_f64($to_f64(decode(c)) * slope + inter)))
-                }
+                Some((slope, inter)) => out.extend(chunks.map(|c| {
+                    let x = $to_f64(decode(c)) * slope + inter;
+                    let v = T::from_f64(x);
+                    overflow += usize::from(x.is_finite() && !v.is_finite());
+                    v
+                })),
             }
         }};
     }
     match dt {
-        Datatype::U8 => run!(u8, 1, f64::from, |v: u8| T::from_f32(f32::from(v))),
-        Datatype::I8 => run!(i8, 1, f64::from, |v: i8| T::from_f32(f32::from(v))),
-        Datatype::I16 => run!(i16, 2, f64::from, |v: i16| T::from_f32(f32::from(v))),
-        Datatype::U16 => run!(u16, 2, f64::from, |v: u16| T::from_f32(f32::from(v))),
-        Datatype::I32 => run!(i32, 4, f64::from, |v: i32| T::from_f64(f64::from(v))),
-        Datatype::U32 => run!(u32, 4, f64::from, |v: u32| T::from_f64(f64::from(v))),
-        Datatype::I64 => run!(i64, 8, |v: i64| v as f64, |v: i64| T::from_f64(v as f64)),
-        Datatype::U64 => run!(u64, 8, |v: u64| v as f64, |v: u64| T::from_f64(v as f64)),
-        Datatype::F32 => run!(f32, 4, f64::from, T::from_f32),
-        Datatype::F64 => run!(f64, 8, |v: f64| v, T::from_f64),
+        Datatype::U8 => run!(u8, 1, f64::from, |v: u8| T::from_f32(f32::from(v)), scale),
+        Datatype::I8 => run!(i8, 1, f64::from, |v: i8| T::from_f32(f32::from(v)), scale),
+        Datatype::I16 => run!(i16, 2, f64::from, |v: i16| T::from_f32(f32::from(v)), scale),
+        Datatype::U16 => run!(u16, 2, f64::from, |v: u16| T::from_f32(f32::from(v)), scale),
+        Datatype::I32 => run!(i32, 4, f64::from, |v: i32| T::from_f64(f64::from(v)), scale),
+        Datatype::U32 => run!(u32, 4, f64::from, |v: u32| T::from_f64(f64::from(v)), scale),
+        Datatype::I64 => run!(
+            i64,
+            8,
+            |v: i64| v as f64,
+            |v: i64| T::from_f64(v as f64),
+            scale
+        ),
+        Datatype::U64 => run!(
+            u64,
+            8,
+            |v: u64| v as f64,
+            |v: u64| T::from_f64(v as f64),
+            scale
+        ),
+        Datatype::F32 => run!(f32, 4, f64::from, T::from_f32, scale),
+        // unscaled float64 goes the scaled way (x * 1 + 0 is exact) so that overflow is counted
+        Datatype::F64 => run!(f64, 8, |v: f64| v, T::from_f64, scale.or(Some((1.0, 0.0)))),
     }
+    overflow
 }
