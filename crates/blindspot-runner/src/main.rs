@@ -105,6 +105,9 @@ enum Cmd {
         /// The brain mask of the scan (only with a single scan; default: its non-zero voxels).
         #[arg(long)]
         brain_mask: Option<std::path::PathBuf>,
+        /// Which volume of a 4-D file to score (0-based); a 4-D file is refused without it.
+        #[arg(long)]
+        volume: Option<usize>,
         /// The scans (.nii or .nii.gz).
         #[arg(required = true)]
         scans: Vec<std::path::PathBuf>,
@@ -148,7 +151,7 @@ fn main() -> ExitCode {
     match dispatch(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
-            eprintln!("error: {err:#}");
+            eprintln!("error: {}", error_text(&err));
             let config_error = err.chain().any(|e| {
                 e.downcast_ref::<config::ConfigError>().is_some()
                     || e.downcast_ref::<blindspot_runner::pipeline::RunError>()
@@ -157,6 +160,23 @@ fn main() -> ExitCode {
             ExitCode::from(if config_error { 2 } else { 1 })
         }
     }
+}
+
+/// The error and its causes, each said once: our error types already write their cause into
+/// their own message (`{path}: {source}`) and also report it as their source, so a plain
+/// `{:#}` would print "Is a directory (os error 21): Is a directory (os error 21)".
+fn error_text(err: &anyhow::Error) -> String {
+    let mut text = String::new();
+    for cause in err.chain() {
+        let cause = cause.to_string();
+        if text.is_empty() {
+            text = cause;
+        } else if !text.contains(&cause) {
+            text.push_str(": ");
+            text.push_str(&cause);
+        }
+    }
+    text
 }
 
 fn dispatch(cli: Cli) -> Result<()> {
@@ -243,6 +263,7 @@ fn dispatch(cli: Cli) -> Result<()> {
             run,
             out,
             brain_mask,
+            volume,
             scans,
         } => {
             if brain_mask.is_some() && scans.len() != 1 {
@@ -258,7 +279,7 @@ fn dispatch(cli: Cli) -> Result<()> {
             let out = out.unwrap_or_else(|| run.join("scores"));
             for scan in &scans {
                 let s = scorer
-                    .score(scan, brain_mask.as_deref(), &out)
+                    .score(scan, brain_mask.as_deref(), volume, &out)
                     .with_context(|| format!("scoring {}", scan.display()))?;
                 let decision = s
                     .decision

@@ -7,7 +7,10 @@ use std::path::{Path, PathBuf};
 
 use blindspot_io::preprocess::{SliceView, crop_or_pad};
 use blindspot_io::resize::resize_bilinear;
-use blindspot_io::{CacheWriter, Pipeline, Reorientation, Volume, read_volume, write_f32};
+use blindspot_io::{
+    CacheWriter, Pipeline, ReadOptions, Reorientation, Volume, read_header, read_nifti,
+    read_volume, write_f32,
+};
 use blindspot_kernels::ConvBackend;
 use blindspot_ood::{Decision, Dose};
 
@@ -80,18 +83,41 @@ impl<B: ConvBackend> Scorer<B> {
     }
 
     /// Scores `scan` (with its brain mask when given; otherwise its non-zero voxels are the
-    /// brain) and writes the map and the verdict into `out_dir`.
+    /// brain) and writes the map and the verdict into `out_dir`. A file of several volumes
+    /// (4-D) needs `volume`, the 0-based index of the one to score; its outputs are then named
+    /// `<stem>.vol<N>`, and so is the scan in the verdict.
     ///
     /// # Errors
-    /// Reading or preprocessing errors naming the file; [`RunError::Empty`] when no slice
-    /// holds brain; write errors.
-    pub fn score(&self, scan: &Path, brain: Option<&Path>, out_dir: &Path) -> Result<ScanScore> {
+    /// Reading or preprocessing errors naming the file; [`RunError::Refused`] for a 4-D
+    /// file without `volume`; [`RunError::Empty`] when no slice holds brain; write errors.
+    pub fn score(
+        &self,
+        scan: &Path,
+        brain: Option<&Path>,
+        volume: Option<usize>,
+        out_dir: &Path,
+    ) -> Result<ScanScore> {
+        let count = read_header(scan)?.num_volumes();
+        if count > 1 && volume.is_none() {
+            return Err(RunError::Refused {
+                path: scan.to_owned(),
+                why: format!("a 4-D file of {count} volumes"),
+                hint: "a scan is scored one volume at a time: pick it with --volume N (0-based)",
+            });
+        }
         std::fs::create_dir_all(out_dir).map_err(|source| RunError::Io {
             path: out_dir.to_owned(),
             source,
         })?;
-        let stem = scan_stem(scan);
-        let image = read_volume(scan)?;
+        let mut stem = scan_stem(scan);
+        if count > 1 {
+            stem = format!("{stem}.vol{}", volume.unwrap_or(0));
+        }
+        let options = ReadOptions {
+            volume: volume.unwrap_or(0),
+            ..ReadOptions::default()
+        };
+        let image = read_nifti::<f32>(scan, &options)?.volume;
         let brain = match brain {
             Some(p) => Some(binary(&read_volume(p)?)),
             None => None,
