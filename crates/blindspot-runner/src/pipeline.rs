@@ -100,6 +100,17 @@ pub enum RunError {
         /// What is allowed.
         allowed: &'static str,
     },
+    /// An input this command cannot take as it was given, with the option that would make it
+    /// acceptable (for example a 4-D scan without `--volume`).
+    #[error("{path}: {why}; {hint}")]
+    Refused {
+        /// The input file.
+        path: PathBuf,
+        /// What is wrong with it.
+        why: String,
+        /// What to do instead.
+        hint: &'static str,
+    },
     /// A partial result of `evaluate --shard` is missing, duplicated, unreadable or from
     /// another evaluation.
     #[error("shard file {path}: {why}")]
@@ -123,7 +134,10 @@ impl RunError {
     /// Whether the error is the user's configuration (exit code 2) rather than a runtime
     /// failure (exit code 1).
     pub fn is_config(&self) -> bool {
-        matches!(self, RunError::Config(_) | RunError::Unsupported { .. })
+        matches!(
+            self,
+            RunError::Config(_) | RunError::Unsupported { .. } | RunError::Refused { .. }
+        )
     }
 }
 
@@ -1888,17 +1902,45 @@ fn pooled_experiments(
     if let (Some(prior), Some(plain), Some(b)) = (best(true), best(false), bootstrap)
         && let (Some(p), Some(q)) = (named(&prior), named(&plain))
     {
-        let (a, c) = (disentangling(p)?, disentangling(q)?);
-        if let Ok(cmp) = blindspot_ood::eval::compare_auroc(&a, &c, b) {
-            results.prior_comparison = Some(blindspot_report::PriorComparison {
-                prior,
-                plain,
-                difference: Estimate {
-                    value: cmp.difference.estimate,
-                    low: Some(cmp.difference.lower),
-                    high: Some(cmp.difference.upper),
-                },
-            });
+        // A paired comparison needs the same slices on both sides: a statistic can be
+        // undefined on a slice (the cleaned residual of a perfect reconstruction is empty, so
+        // it has no entropy), so both sets keep the slices that both statistics score.
+        let scores_both = |r: &SliceRecord| {
+            [p, q]
+                .iter()
+                .all(|&s| matches!(Scorer::Statistic(s).score(r), Ok(Some(_))))
+        };
+        let kept: Vec<Vec<SliceRecord>> = tests
+            .iter()
+            .map(|t| {
+                t.records
+                    .iter()
+                    .filter(|r| scores_both(r))
+                    .cloned()
+                    .collect()
+            })
+            .collect();
+        let kept: Vec<&[SliceRecord]> = kept.iter().map(Vec::as_slice).collect();
+        let on_kept = |s: Statistic| {
+            disentangling_set(&[], &kept, &Scorer::Statistic(s), rule, IdNegatives::All)
+        };
+        let (a, c) = (on_kept(p)?, on_kept(q)?);
+        match blindspot_ood::eval::compare_auroc(&a, &c, b) {
+            Ok(cmp) => {
+                results.prior_comparison = Some(blindspot_report::PriorComparison {
+                    prior,
+                    plain,
+                    difference: Estimate {
+                        value: cmp.difference.estimate,
+                        low: Some(cmp.difference.lower),
+                        high: Some(cmp.difference.upper),
+                    },
+                });
+            }
+            // the report then judges finding 3 on the mean of the per-set AUROCs and says so
+            Err(e) => {
+                eprintln!("warning: no paired comparison of {prior} and {plain} for finding 3: {e}")
+            }
         }
     }
     Ok(())
