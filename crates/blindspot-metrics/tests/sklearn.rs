@@ -39,9 +39,13 @@ const CASES: &[Case] = &[
 ];
 
 fn load(file: &str) -> (Vec<f32>, Vec<bool>) {
-    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/data")
-        .join(file);
+    // cargo sets CARGO_MANIFEST_DIR when it runs the test too; read it then, so that a test
+    // binary reused from a clone at another path (one shared target directory) finds its data
+    let dir = std::env::var_os("CARGO_MANIFEST_DIR").map_or_else(
+        || env!("CARGO_MANIFEST_DIR").into(),
+        std::path::PathBuf::from,
+    );
+    let path = dir.join("tests/data").join(file);
     let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     let mut lines = text.lines().filter(|l| !l.starts_with('#'));
     let scores = lines

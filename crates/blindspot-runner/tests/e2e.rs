@@ -219,6 +219,157 @@ fn score_maps_a_phantom_scan_back_onto_its_grid() {
 }
 
 #[test]
+fn score_refuses_a_4d_file_without_volume_and_scores_the_chosen_one() {
+    let run = tiny_run();
+    let scan = run
+        .join("data/images")
+        .read_dir()
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.to_string_lossy().contains("id_lesion"))
+        .expect("a lesional phantom scan");
+    let tmp = tempfile::tempdir().unwrap();
+    // a plain 3-D copy, then the same volume twice behind a header that says dim = 4, t = 2
+    let volume = blindspot_io::read_volume(&scan).unwrap();
+    let plain = tmp.path().join("one.nii");
+    blindspot_io::write_f32(&plain, &volume).unwrap();
+    let mut bytes = std::fs::read(&plain).unwrap();
+    let data = bytes[352..].to_vec();
+    bytes[40..42].copy_from_slice(&4i16.to_le_bytes());
+    bytes[48..50].copy_from_slice(&2i16.to_le_bytes());
+    bytes.extend_from_slice(&data);
+    let four_d = tmp.path().join("series.nii");
+    std::fs::write(&four_d, bytes).unwrap();
+    let out_dir = tmp.path().join("scores");
+
+    let refused = blindspot()
+        .args(["score", "--run"])
+        .arg(run)
+        .arg("--out")
+        .arg(&out_dir)
+        .arg(&four_d)
+        .output()
+        .unwrap();
+    assert_eq!(refused.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        err.contains("series.nii") && err.contains("2 volumes") && err.contains("--volume"),
+        "{err}"
+    );
+    assert!(!out_dir.join("series.anomaly.nii.gz").exists());
+
+    let status = blindspot()
+        .args(["score", "--volume", "1", "--run"])
+        .arg(run)
+        .arg("--out")
+        .arg(&out_dir)
+        .arg(&four_d)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let map = blindspot_io::read_volume(&out_dir.join("series.vol1.anomaly.nii.gz")).unwrap();
+    assert_eq!(map.dims, volume.dims);
+    let verdict = std::fs::read_to_string(out_dir.join("series.vol1.verdict.json")).unwrap();
+    assert!(verdict.contains("series.vol1"), "{verdict}");
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), target).unwrap();
+        }
+    }
+}
+
+#[test]
+fn score_and_evaluate_refuse_a_corrupt_model() {
+    let tmp = tempfile::tempdir().unwrap();
+    let run = tmp.path().join("run");
+    std::fs::create_dir_all(&run).unwrap();
+    for part in ["config.resolved.toml", "model"] {
+        let from = tiny_run().join(part);
+        if from.is_dir() {
+            copy_dir(&from, &run.join(part));
+        } else {
+            std::fs::copy(&from, run.join(part)).unwrap();
+        }
+    }
+    let checkpoints = run.join("model/member-1/checkpoints");
+    let pointer: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(checkpoints.join("last.json")).unwrap()).unwrap();
+    let weights = checkpoints
+        .join(pointer["dir"].as_str().unwrap())
+        .join("model.safetensors");
+    let mut bytes = std::fs::read(&weights).unwrap();
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0x01; // one bit of one weight
+    std::fs::write(&weights, bytes).unwrap();
+
+    let scan = tiny_run()
+        .join("data/images")
+        .read_dir()
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.to_string_lossy().contains("id_lesion"))
+        .expect("a lesional phantom scan");
+    let out = blindspot()
+        .args(["score", "--run"])
+        .arg(&run)
+        .arg("--out")
+        .arg(tmp.path().join("scores"))
+        .arg(&scan)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("corrupt") && err.contains("member-1") && err.contains("model.safetensors"),
+        "{err}"
+    );
+    assert!(
+        !tmp.path().join("scores").exists()
+            || std::fs::read_dir(tmp.path().join("scores"))
+                .unwrap()
+                .next()
+                .is_none()
+    );
+}
+
+#[test]
+fn evaluate_with_intervals_compares_the_prior_with_the_best_plain_score() {
+    // finding 3 is judged on a paired bootstrap over the slices both statistics score
+    let tmp = tempfile::tempdir().unwrap();
+    let run = tmp.path().join("run");
+    copy_dir(tiny_run(), &run);
+    let config = tmp.path().join("tiny.toml");
+    std::fs::write(&config, TINY).unwrap();
+    let status = blindspot()
+        .args(["evaluate", config.to_str().unwrap(), "--out"])
+        .arg(&run)
+        .args(["--set", "evaluation.bootstrap_resamples=100"])
+        .output()
+        .unwrap();
+    assert!(
+        status.status.success(),
+        "{}",
+        String::from_utf8_lossy(&status.stderr)
+    );
+    let results: blindspot_report::Results =
+        serde_json::from_slice(&std::fs::read(run.join("results.json")).unwrap()).unwrap();
+    let c = results
+        .prior_comparison
+        .expect("a paired comparison for finding 3");
+    assert!(c.prior.starts_with("entropy"), "{}", c.prior);
+    let (low, high) = (c.difference.low.unwrap(), c.difference.high.unwrap());
+    assert!(low <= c.difference.value && c.difference.value <= high);
+}
+
+#[test]
 fn score_maps_a_real_las_scan_back_onto_its_grid() {
     let Some(root) = std::env::var_os("BLINDSPOT_REAL_DATA") else {
         eprintln!("BLINDSPOT_REAL_DATA is not set: skipping the real-scan scoring check");
@@ -390,6 +541,29 @@ fn bad_config_exits_2_and_names_the_key() {
         .output()
         .unwrap();
     assert_eq!(missing.status.code(), Some(2));
+}
+
+#[test]
+fn an_io_error_states_its_cause_once() {
+    let tmp = tempfile::tempdir().unwrap();
+    let scan = tmp.path().join("scan.nii.gz");
+    std::fs::write(&scan, b"not a scan").unwrap();
+    let missing_run = tmp.path().join("no-such-run");
+    let out = blindspot()
+        .args(["score", "--run"])
+        .arg(&missing_run)
+        .arg(&scan)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("no-such-run"), "{err}");
+    // the OS's text of the cause ("No such file or directory (os error 2)") appears once
+    let os_cause = err
+        .split(": ")
+        .find(|part| part.contains("os error"))
+        .unwrap_or_else(|| panic!("no OS cause in {err}"));
+    assert_eq!(err.matches(os_cause.trim()).count(), 1, "{err}");
 }
 
 #[test]
