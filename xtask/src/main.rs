@@ -6,8 +6,11 @@
 //!   Python implementations in `../shared/bench`, in one run, printing both times and the ratio.
 //! - `cargo xtask study STUDY.toml`: a learning-curve study (training runs of config variants)
 //!   and its table of reconstruction error and model adequacy against step.
+//! - `cargo xtask fuzz <target|all> --seconds N`: mutation fuzzing of the readers (NIfTI, slice
+//!   cache, config, shard merge), restarting the fuzzer when it dies and keeping the input.
 
 mod bench;
+mod fuzz;
 mod invariants;
 mod study;
 
@@ -41,6 +44,9 @@ enum Cmd {
     },
     /// A learning-curve study: train config variants, tabulate adequacy against step.
     Study(study::Args),
+    /// Fuzz a reader (nifti, cache, config, shard, or all): failures land in
+    /// crates/blindspot-fuzz/regressions/.
+    Fuzz(fuzz::Args),
 }
 
 fn main() -> Result<()> {
@@ -50,6 +56,7 @@ fn main() -> Result<()> {
         Cmd::Invariants => invariants::check(&workspace_root()),
         Cmd::Bench { which } => bench::run(which),
         Cmd::Study(args) => study::run(args),
+        Cmd::Fuzz(args) => fuzz::run_fuzz(args),
     }
 }
 

@@ -361,6 +361,21 @@ pub(crate) fn read_all(config: &RunConfig, dir: &Path) -> Result<(Vec<SetData>, 
     Ok((sets, seconds))
 }
 
+/// Reads and merges the partial results in `dir/eval-shards/` as `evaluate --merge` does, and
+/// returns each merged set's name and number of slice records: a check of shard files for
+/// tools (the fuzz targets of `blindspot-fuzz`).
+///
+/// # Errors
+/// [`RunError::Shard`] naming the file for anything missing, duplicated, unreadable, from
+/// another config or inconsistent; [`RunError::Io`] for an unreadable folder.
+pub fn merged_summary(config: &RunConfig, dir: &Path) -> Result<Vec<(String, usize)>> {
+    let (sets, _) = read_all(config, dir)?;
+    Ok(sets
+        .into_iter()
+        .map(|s| (s.name, s.records.len()))
+        .collect())
+}
+
 /// One shard's part of a set, checked for consistency.
 fn unwire(
     wire: WireSet,
