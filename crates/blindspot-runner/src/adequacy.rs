@@ -168,11 +168,11 @@ pub fn read_references(dir: &Path) -> Result<References, RunError> {
 }
 
 /// Each member's adequacy on the inferred validation slices `val`, against `criterion`;
-/// `None` when the model reports no reconstruction error (a flow).
+/// `None` when the model reports no reconstruction error (a flow), or, with a warning on
+/// stderr, when the references span no scale (`E_mean <= E_blur`: slices too small or smooth).
 ///
 /// # Errors
-/// [`RunError::Empty`] when the references do not cover the slices;
-/// [`RunError::Metrics`] when they span no scale (`E_mean <= E_blur`).
+/// [`RunError::Empty`] when the references do not cover the slices.
 pub(crate) fn member_adequacy(
     refs: &References,
     val: &SetData,
@@ -183,6 +183,21 @@ pub(crate) fn member_adequacy(
         return Ok(None);
     }
     let reference = refs.over(&val.record_slices)?;
+    if !(reference.e_mean.is_finite()
+        && reference.e_blur.is_finite()
+        && reference.e_mean > reference.e_blur)
+    {
+        // tiny or very smooth slices: the blur is no better than the mean image, so the scale
+        // from "ignores its input" to "faithful" does not exist; say so, and go on
+        eprintln!(
+            "warning: model adequacy cannot be measured on these validation slices: the mean \
+             training image scores {:.4} and a 1-pixel blur of the input {:.4}, so there is no \
+             scale between them (slices too small or too smooth); the findings are reported \
+             without the adequacy check",
+            reference.e_mean, reference.e_blur
+        );
+        return Ok(None);
+    }
     let n = val.member_rec_err.len() as f64;
     let members = (0..members)
         .map(|m| {

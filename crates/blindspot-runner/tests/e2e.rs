@@ -370,6 +370,34 @@ fn evaluate_with_intervals_compares_the_prior_with_the_best_plain_score() {
 }
 
 #[test]
+fn slices_too_small_for_the_adequacy_scale_are_reported_not_fatal() {
+    // at 16x16, with two training and two validation subjects, a 1-pixel blur of the phantom
+    // is no better than the mean image: adequacy has no scale there, and the run must still
+    // finish with its results (no gate: it needs more validation scans)
+    let tmp = tempfile::tempdir().unwrap();
+    let config = tmp.path().join("tiny.toml");
+    std::fs::write(&config, &TINY[..TINY.find("[gate]").unwrap()]).unwrap();
+    let out = tmp.path().join("run");
+    let o = blindspot()
+        .args(["run", config.to_str().unwrap(), "--out"])
+        .arg(&out)
+        .args(["--set", "preprocess.slice_size=[16, 16]"])
+        .args([
+            "--set",
+            "synth.sets[0].count=2",
+            "--set",
+            "synth.sets[1].count=2",
+        ])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{stderr}");
+    assert!(stderr.contains("adequacy cannot be measured"), "{stderr}");
+    let results = load_results(&out.join("results.json")).unwrap();
+    assert!(results.adequacy.is_none());
+}
+
+#[test]
 fn score_maps_a_real_las_scan_back_onto_its_grid() {
     let Some(root) = std::env::var_os("BLINDSPOT_REAL_DATA") else {
         eprintln!("BLINDSPOT_REAL_DATA is not set: skipping the real-scan scoring check");
