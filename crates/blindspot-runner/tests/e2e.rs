@@ -805,3 +805,144 @@ fn training_progress_is_plain_text_without_a_terminal() {
     );
     assert!(!again.contains("step 1/3"), "{again}");
 }
+
+/// `results.json` without the wall times (the only field a rerun may change).
+fn results_without_times(dir: &Path) -> serde_json::Value {
+    let mut v: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join("results.json")).unwrap()).unwrap();
+    v.as_object_mut().unwrap().remove("wall_times");
+    v
+}
+
+/// What a run directory shows of how far the run got.
+fn phase(dir: &Path) -> &'static str {
+    if dir.join("report.html").exists() {
+        "done"
+    } else if dir.join("results.json").exists() {
+        "report"
+    } else if dir.join("model/scoring.json").exists() {
+        "evaluation"
+    } else if dir.join("model/member-1/log.csv").exists() {
+        "training member 1"
+    } else if dir.join("model/member-0/log.csv").exists() {
+        "training member 0"
+    } else if dir.join("cache").exists() {
+        "prepare"
+    } else if dir.join("data").exists() {
+        "synth"
+    } else {
+        "start"
+    }
+}
+
+#[test]
+fn a_run_killed_anywhere_and_rerun_gives_the_same_results() {
+    let tmp = tempfile::tempdir().unwrap();
+    let config = tmp.path().join("tiny.toml");
+    std::fs::write(&config, TINY).unwrap();
+    // enough training steps, with checkpoints, that kills land inside training too
+    let sets = [
+        "--set",
+        "train.duration={ steps = 40 }",
+        "--set",
+        "train.checkpoint_every=10",
+    ];
+    let run = |out: &Path| {
+        let mut cmd = blindspot();
+        cmd.args(["run", config.to_str().unwrap(), "--out"])
+            .arg(out)
+            .args(sets)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null());
+        cmd
+    };
+    let reference = tmp.path().join("reference");
+    let start = std::time::Instant::now();
+    assert!(run(&reference).status().unwrap().success());
+    let took = start.elapsed();
+    let want = results_without_times(&reference);
+
+    // kills when a step's first output appears (synth, prepare, each member's training,
+    // evaluation, report), and at fixed shares of the reference run's time
+    let mut table = Vec::new();
+    let triggers: Vec<(&str, Option<&str>, f64)> = vec![
+        ("synth", Some("data"), 0.0),
+        ("prepare", Some("cache"), 0.0),
+        ("training member 0", Some("model/member-0/log.csv"), 0.0),
+        (
+            "training member 1",
+            Some("model/member-1/checkpoints/last.json"),
+            0.0,
+        ),
+        ("evaluation", Some("model/scoring.json"), 0.0),
+        ("report", Some("results.json"), 0.0),
+        ("a share of the time", None, 0.3),
+        ("a share of the time", None, 0.6),
+        ("a share of the time", None, 0.9),
+    ];
+    for (k, (when, path, fraction)) in triggers.into_iter().enumerate() {
+        let out = tmp.path().join(format!("killed-{k}"));
+        let mut child = run(&out).spawn().unwrap();
+        match path {
+            Some(p) => {
+                while !out.join(p).exists() && child.try_wait().unwrap().is_none() {
+                    std::thread::sleep(std::time::Duration::from_millis(1));
+                }
+            }
+            None => std::thread::sleep(took.mul_f64(fraction)),
+        }
+        child.kill().ok(); // SIGKILL (an error: it had finished already)
+        child.wait().unwrap();
+        let at = phase(&out);
+        assert!(
+            run(&out).status().unwrap().success(),
+            "rerun after a kill at {at}"
+        );
+        let same = results_without_times(&out) == want;
+        table.push(format!("at {when} (run dir shows: {at}): identical {same}"));
+        assert!(same, "killed at {at} and rerun: other results");
+    }
+    eprintln!("kill table:\n{}", table.join("\n"));
+
+    // `evaluate --shard` killed while it writes its partial result, then rerun and merged
+    let out = tmp.path().join("sharded");
+    std::fs::create_dir_all(&out).unwrap();
+    for dir in ["data", "cache", "model"] {
+        copy_dir(&reference.join(dir), &out.join(dir));
+    }
+    std::fs::copy(
+        reference.join("config.resolved.toml"),
+        out.join("config.resolved.toml"),
+    )
+    .unwrap();
+    let evaluate = |extra: &[&str]| {
+        let mut cmd = blindspot();
+        cmd.args(["evaluate", config.to_str().unwrap(), "--out"])
+            .arg(&out)
+            .args(sets)
+            .args(extra)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null());
+        cmd
+    };
+    let start = std::time::Instant::now();
+    assert!(evaluate(&["--shard", "0/2"]).status().unwrap().success());
+    let shard_took = start.elapsed();
+    std::fs::remove_dir_all(out.join("eval-shards")).unwrap();
+    for fraction in [0.3, 0.6, 0.9] {
+        let mut child = evaluate(&["--shard", "0/2"]).spawn().unwrap();
+        std::thread::sleep(shard_took.mul_f64(fraction));
+        child.kill().unwrap();
+        child.wait().unwrap();
+        // a killed shard leaves no partial result under its final name, or a whole one
+        assert!(evaluate(&["--shard", "0/2"]).status().unwrap().success());
+    }
+    assert!(evaluate(&["--shard", "1/2"]).status().unwrap().success());
+    std::fs::remove_file(out.join("results.json")).ok();
+    assert!(evaluate(&["--merge"]).status().unwrap().success());
+    assert_eq!(
+        results_without_times(&out),
+        want,
+        "a sharded evaluation killed mid-write and rerun"
+    );
+}
