@@ -946,3 +946,98 @@ fn a_run_killed_anywhere_and_rerun_gives_the_same_results() {
         "a sharded evaluation killed mid-write and rerun"
     );
 }
+
+/// `blindspot` under a file-size limit of `kib` KiB (`ulimit -f`, with SIGXFSZ ignored, so a
+/// write past it fails with EFBIG as a write to a full disk fails with ENOSPC).
+fn blindspot_with_file_limit(kib: u64, args: &[&str]) -> std::process::Output {
+    Command::new("sh")
+        .arg("-c")
+        .arg(format!("trap '' XFSZ; ulimit -f {kib}; exec \"$@\""))
+        .arg("sh")
+        .arg(env!("CARGO_BIN_EXE_blindspot"))
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+/// Names in `dir` (not recursive) that look like temporary files of the atomic writers.
+fn leftovers(dir: &Path) -> Vec<String> {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with('.') || n.contains(".tmp"))
+        .collect()
+}
+
+#[test]
+fn a_full_disk_fails_naming_the_file_and_keeps_the_good_files() {
+    let tmp = tempfile::tempdir().unwrap();
+    let config = tmp.path().join("tiny.toml");
+    std::fs::write(&config, TINY).unwrap();
+    let out = tmp.path().join("run");
+    let (config_s, out_s) = (config.to_str().unwrap(), out.to_str().unwrap());
+    let ok = blindspot()
+        .args(["run", config_s, "--out", out_s])
+        .output()
+        .unwrap();
+    assert!(ok.status.success());
+    let stderr = |o: &std::process::Output| String::from_utf8_lossy(&o.stderr).into_owned();
+
+    // the report: the old one stays whole
+    let report = std::fs::read(out.join("report.html")).unwrap();
+    let o = blindspot_with_file_limit(16, &["report", out_s]);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains(out_s), "{}", stderr(&o));
+    assert_eq!(std::fs::read(out.join("report.html")).unwrap(), report);
+    assert!(leftovers(&out).is_empty(), "{:?}", leftovers(&out));
+
+    // a checkpoint: the last good one stays the one `last` points at, and training resumes
+    let checkpoints = out.join("model/member-0/checkpoints");
+    let last = std::fs::read(checkpoints.join("last.json")).unwrap();
+    let more = ["--set", "train.duration={ steps = 6 }"];
+    let o = blindspot_with_file_limit(
+        40,
+        &[&["train", config_s, "--out", out_s][..], &more].concat(),
+    );
+    assert!(!o.status.success());
+    assert!(
+        stderr(&o).contains("member-0") && stderr(&o).contains("step-0000000006"),
+        "{}",
+        stderr(&o)
+    );
+    assert_eq!(std::fs::read(checkpoints.join("last.json")).unwrap(), last);
+    assert!(
+        leftovers(&checkpoints).is_empty(),
+        "{:?}",
+        leftovers(&checkpoints)
+    );
+    let o = blindspot()
+        .args([&["train", config_s, "--out", out_s][..], &more].concat())
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    let last = std::fs::read_to_string(checkpoints.join("last.json")).unwrap();
+    assert!(last.contains("step-0000000006"), "{last}");
+
+    // a slice cache: no partial cache under its name, and the rebuilt one is the same
+    let cache = out.join("cache");
+    let name = std::fs::read_dir(&cache)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.to_string_lossy().contains("id-lesional"))
+        .unwrap();
+    let good = std::fs::read(&name).unwrap();
+    std::fs::remove_file(&name).unwrap();
+    let o = blindspot_with_file_limit(40, &["prepare", config_s, "--out", out_s]);
+    assert!(!o.status.success());
+    let file = name.file_name().unwrap().to_string_lossy().into_owned();
+    assert!(stderr(&o).contains(&file), "{}", stderr(&o));
+    assert!(!name.exists());
+    assert!(leftovers(&cache).is_empty(), "{:?}", leftovers(&cache));
+    let o = blindspot()
+        .args(["prepare", config_s, "--out", out_s])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(std::fs::read(&name).unwrap(), good);
+}
