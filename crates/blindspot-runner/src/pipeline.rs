@@ -134,9 +134,19 @@ impl RunError {
     /// Whether the error is the user's configuration (exit code 2) rather than a runtime
     /// failure (exit code 1).
     pub fn is_config(&self) -> bool {
+        // the model crates' errors are all refusals of a setting
         matches!(
             self,
-            RunError::Config(_) | RunError::Unsupported { .. } | RunError::Refused { .. }
+            RunError::Config(_)
+                | RunError::Unsupported { .. }
+                | RunError::Refused { .. }
+                | RunError::Vae(_)
+                | RunError::Ae(_)
+                | RunError::Flow(_)
+                | RunError::Model(
+                    blindspot_core::Error::InvalidConfig { .. }
+                        | blindspot_core::Error::ResumeMismatch { .. }
+                )
         )
     }
 }
@@ -2194,5 +2204,27 @@ mod tests {
         let m = pixel_metrics("m", false, &healthy, 0.5, 50, &mut curves).unwrap();
         assert!(m.auroc.is_none() && m.dice_at_threshold.is_none());
         assert_eq!(m.healthy_fpr_at_threshold.unwrap().value, 3.0 / 5.0);
+    }
+
+    #[test]
+    fn a_model_crate_refusing_a_setting_is_a_config_error() {
+        let vae = blindspot_vae::VaeError::InvalidConfig {
+            key: "width",
+            value: "0".into(),
+            allowed: "> 0",
+        };
+        assert!(RunError::Vae(vae.clone()).is_config());
+        assert!(RunError::Ae(blindspot_ae::AeError::Backbone(vae)).is_config());
+        let core = blindspot_core::Error::InvalidConfig {
+            key: "batch_size",
+            value: "0".into(),
+            allowed: ">= 1",
+        };
+        assert!(RunError::Model(core).is_config());
+        let runtime = blindspot_core::Error::NoCheckpoint {
+            dir: "x".into(),
+            which: "last",
+        };
+        assert!(!RunError::Model(runtime).is_config());
     }
 }
