@@ -8,7 +8,7 @@ use blindspot_core::{
     Batch, Duration, InMemorySlices, Inference, LogLine, LossOutput, MapKind, Model, TrainConfig,
     Trainer, load_model, masked_l1, read_log, save_model, standard_normal,
 };
-use blindspot_testkit::{TestAutodiffBackend, device, phantom_slices};
+use blindspot_testkit::{TestAutodiffBackend, TestDevice, copy_dir, device, phantom_slices};
 use burn::module::Module;
 use burn::nn::{Linear, LinearConfig};
 use burn::tensor::Tensor;
@@ -97,6 +97,16 @@ fn config(steps: u64) -> TrainConfig {
         progress: false,
         ..TrainConfig::default()
     }
+}
+
+/// A file of initial weights that every run of a test loads, so that all start alike (the
+/// backend's generator is shared by the tests running in parallel, so seeding it is not
+/// enough). Keep the folder alive while the path is used.
+fn same_start(d: &TestDevice) -> (tempfile::TempDir, std::path::PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let start = dir.path().join("start.safetensors");
+    save_model(&Tiny::<TestAutodiffBackend>::new(d), &start).unwrap();
+    (dir, start)
 }
 
 /// The rows of `log.csv`, each split into fields, after checking the header.
@@ -200,11 +210,7 @@ fn every_logged_step_is_one_record_in_both_logs() {
 fn a_resumed_run_continues_the_logs_without_duplicates() {
     let d = device();
     let (train, val) = (slices(8, 1), slices(4, 2));
-    // Every run starts from the same weights (the backend's generator is shared by the tests
-    // running in parallel, so seeding it is not enough).
-    let start = tempfile::tempdir().unwrap();
-    let start = start.path().join("start.safetensors");
-    save_model(&Tiny::<TestAutodiffBackend>::new(&d), &start).unwrap();
+    let (_keep, start) = same_start(&d);
     let init = || load_model(Tiny::<TestAutodiffBackend>::new(&d), &start).unwrap();
     let cfg = || TrainConfig {
         log_every: 1,
@@ -273,19 +279,6 @@ fn a_resumed_run_continues_the_logs_without_duplicates() {
     );
 }
 
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let target = to.join(entry.file_name());
-        if entry.file_type().unwrap().is_dir() {
-            copy_dir(&entry.path(), &target);
-        } else {
-            std::fs::copy(entry.path(), target).unwrap();
-        }
-    }
-}
-
 fn flip_middle_byte(path: &Path) {
     let mut bytes = std::fs::read(path).unwrap();
     let mid = bytes.len() / 2;
@@ -298,9 +291,7 @@ fn a_corrupt_checkpoint_is_never_used() {
     use blindspot_core::{Checkpoints, Error, Which};
     let d = device();
     let (train, val) = (slices(8, 1), slices(4, 2));
-    let start = tempfile::tempdir().unwrap();
-    let start = start.path().join("start.safetensors");
-    save_model(&Tiny::<TestAutodiffBackend>::new(&d), &start).unwrap();
+    let (_keep, start) = same_start(&d);
     let init = || load_model(Tiny::<TestAutodiffBackend>::new(&d), &start).unwrap();
     let fit = |dir: &Path| {
         Trainer::new(config(8), dir)

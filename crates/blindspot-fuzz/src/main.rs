@@ -43,6 +43,19 @@ struct Cli {
 
 static LAST_PANIC: Mutex<String> = Mutex::new(String::new());
 
+/// One progress line (`cargo xtask fuzz` reads the case count from it).
+fn show(target: Target, r: &blindspot_fuzz::Report, start: Instant, what: &str) {
+    let s = start.elapsed().as_secs_f64();
+    println!(
+        "fuzz {}: {what}{} cases in {s:.0} s ({:.0}/s), {} read without error, {} panics",
+        target.name(),
+        r.cases,
+        r.cases as f64 / s,
+        r.accepted,
+        r.panics.len()
+    );
+}
+
 /// Exit code when inputs panicked (they are saved); 2 is any other failure.
 const FOUND: u8 = 3;
 
@@ -118,27 +131,9 @@ fn fuzz_main() -> Result<bool> {
         budget,
         Some(&save),
         Some(&HEARTBEAT),
-        |r| {
-            let s = start.elapsed().as_secs_f64();
-            println!(
-                "fuzz {}: {} cases in {s:.0} s ({:.0}/s), {} read without error, {} panics",
-                target.name(),
-                r.cases,
-                r.cases as f64 / s,
-                r.accepted,
-                r.panics.len()
-            );
-        },
+        |r| show(target, r, start, ""),
     )?;
-    let s = start.elapsed().as_secs_f64();
-    println!(
-        "fuzz {}: done: {} cases in {s:.0} s ({:.0}/s), {} read without error, {} panics",
-        target.name(),
-        report.cases,
-        report.cases as f64 / s,
-        report.accepted,
-        report.panics.len()
-    );
+    show(target, &report, start, "done: ");
     if !report.panics.is_empty() {
         let last = LAST_PANIC.lock().map(|l| l.clone()).unwrap_or_default();
         for (_, message) in report.panics.iter().take(5) {

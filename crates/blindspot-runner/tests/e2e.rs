@@ -10,6 +10,7 @@ use std::sync::OnceLock;
 
 use blindspot_report::{GridKind, TestSetRole, load_results};
 use blindspot_runner::config::RunConfig;
+use blindspot_testkit::copy_dir;
 
 const TINY: &str = r#"
 name = "tiny"
@@ -153,6 +154,16 @@ fn tiny_run() -> &'static Path {
     .1
 }
 
+/// A lesional phantom scan of the run in `run`.
+fn lesional_scan(run: &Path) -> PathBuf {
+    run.join("data/images")
+        .read_dir()
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.to_string_lossy().contains("id_lesion"))
+        .expect("a lesional phantom scan")
+}
+
 /// Scores `scan` with the tiny run and checks the map against the input.
 fn check_score(scan: &Path, out: &Path) {
     let status = blindspot()
@@ -208,26 +219,14 @@ fn check_score(scan: &Path, out: &Path) {
 #[test]
 fn score_maps_a_phantom_scan_back_onto_its_grid() {
     let run = tiny_run();
-    let scan = run
-        .join("data/images")
-        .read_dir()
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .find(|p| p.to_string_lossy().contains("id_lesion"))
-        .expect("a lesional phantom scan");
+    let scan = lesional_scan(run);
     check_score(&scan, &run.join("scores-phantom"));
 }
 
 #[test]
 fn score_refuses_a_4d_file_without_volume_and_scores_the_chosen_one() {
     let run = tiny_run();
-    let scan = run
-        .join("data/images")
-        .read_dir()
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .find(|p| p.to_string_lossy().contains("id_lesion"))
-        .expect("a lesional phantom scan");
+    let scan = lesional_scan(run);
     let tmp = tempfile::tempdir().unwrap();
     // a plain 3-D copy, then the same volume twice behind a header that says dim = 4, t = 2
     let volume = blindspot_io::read_volume(&scan).unwrap();
@@ -273,19 +272,6 @@ fn score_refuses_a_4d_file_without_volume_and_scores_the_chosen_one() {
     assert!(verdict.contains("series.vol1"), "{verdict}");
 }
 
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let target = to.join(entry.file_name());
-        if entry.file_type().unwrap().is_dir() {
-            copy_dir(&entry.path(), &target);
-        } else {
-            std::fs::copy(entry.path(), target).unwrap();
-        }
-    }
-}
-
 #[test]
 fn score_and_evaluate_refuse_a_corrupt_model() {
     let tmp = tempfile::tempdir().unwrap();
@@ -310,13 +296,7 @@ fn score_and_evaluate_refuse_a_corrupt_model() {
     bytes[mid] ^= 0x01; // one bit of one weight
     std::fs::write(&weights, bytes).unwrap();
 
-    let scan = tiny_run()
-        .join("data/images")
-        .read_dir()
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .find(|p| p.to_string_lossy().contains("id_lesion"))
-        .expect("a lesional phantom scan");
+    let scan = lesional_scan(tiny_run());
     let out = blindspot()
         .args(["score", "--run"])
         .arg(&run)

@@ -181,3 +181,21 @@ mod tests {
         }
     }
 }
+
+/// Copies the folder `from` to `to` with everything below it (tests that damage a copy of a
+/// run or a checkpoint directory).
+///
+/// # Panics
+/// On any I/O error: a test helper.
+pub fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), target).unwrap();
+        }
+    }
+}
