@@ -1,4 +1,4 @@
-//! blindspot-ood: OOD statistics, their evaluation, and the lesion-vs-OOD gate (issue 6).
+//! blindspot-ood: OOD statistics, their evaluation, and the lesion-vs-OOD gate.
 //!
 //! Unsupervised lesion detectors are blind to non-lesion OOD input: the usual OOD scores
 //! cannot tell a lesion from a domain shift, and prior knowledge (lesions are local and

@@ -1,4 +1,4 @@
-//! `cargo xtask bench io` (issue 2): NIfTI volume -> normalised 128x128 slices, blindspot-io
+//! `cargo xtask bench io`: NIfTI volume -> normalised 128x128 slices, blindspot-io
 //! against nibabel + numpy + Pillow on the very same files.
 //!
 //! Both sides do the same work per volume (see `../shared/bench/nibabel_preprocess.py`): read

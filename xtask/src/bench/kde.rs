@@ -1,4 +1,4 @@
-//! `cargo xtask bench kde` (issue 6): DoSE's 1-D Gaussian KDE, blindspot against scipy.
+//! `cargo xtask bench kde`: DoSE's 1-D Gaussian KDE, blindspot against scipy.
 //!
 //! Both fit on the same `--fit` standard-normal draws (numpy's `default_rng(0)`, exported by
 //! the reference interpreter) and evaluate the log-density at `--eval` points on `[-4, 4]`.

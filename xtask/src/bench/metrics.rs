@@ -1,4 +1,4 @@
-//! `cargo xtask bench metrics` (issue 4): pixel AUROC and average precision over 10^7 scores,
+//! `cargo xtask bench metrics`: pixel AUROC and average precision over 10^7 scores,
 //! blindspot-metrics against scikit-learn on the very same inputs.
 //!
 //! `../shared/bench/sklearn_metrics.py --out` draws the scores (seeded), writes them to raw

@@ -1,4 +1,4 @@
-//! `cargo xtask bench model` (issue 5): a training step and an inference pass of the paper's
+//! `cargo xtask bench model`: a training step and an inference pass of the paper's
 //! VAE, blindspot (burn, `blindspot-benches`'s `vae-timer`) side by side with PyTorch
 //! (`../shared/bench/torch_vae.py`) at the same batch, size and thread count. The two are
 //! alternated `--rounds` times; the report gives the median of each side and the ratios.
