@@ -194,27 +194,14 @@ fn check_no_stale(images: &Path, specs: &[SubjectSpec]) -> Result<()> {
     Ok(())
 }
 
-/// Write `text` to `path` through a temporary file in the same folder and a rename.
+/// Write `text` to `path` through the workspace's atomic writer (a temporary file in the same
+/// folder, synced, then renamed).
 fn write_text_atomic(path: &Path, text: &str) -> Result<u64> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    let tmp = dir.join(format!(
-        ".{}.tmp-{}",
-        path.file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default(),
-        std::process::id()
-    ));
-    let io = |source, p: &Path| SynthError::Io {
-        path: p.to_owned(),
-        source,
-    };
-    let mut f = std::fs::File::create(&tmp).map_err(|e| io(e, &tmp))?;
-    f.write_all(text.as_bytes()).map_err(|e| io(e, &tmp))?;
-    f.sync_all().map_err(|e| io(e, &tmp))?;
-    drop(f);
-    std::fs::rename(&tmp, path).map_err(|e| {
-        let _ = std::fs::remove_file(&tmp);
-        io(e, path)
-    })?;
+    blindspot_io::atomic::write_atomic(path, |w| w.write_all(text.as_bytes())).map_err(
+        |source| SynthError::Io {
+            path: path.to_owned(),
+            source,
+        },
+    )?;
     Ok(text.len() as u64)
 }
