@@ -35,6 +35,15 @@ fn cpu_ms() -> Option<f64> {
     Some(ticks * 10.0)
 }
 
+/// Peak resident memory of this process so far, in MiB (`VmHWM` of `/proc/self/status`;
+/// Linux, `None` elsewhere).
+fn peak_rss_mib() -> Option<f64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kib: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib / 1024.0)
+}
+
 fn main() -> Result<()> {
     // SAFETY: the first statement of `main`: no other thread exists yet.
     #[allow(unsafe_code)] // glibc's allocator tuning is a C call (see the function's docs)
@@ -96,6 +105,7 @@ fn main() -> Result<()> {
             "infer_images_per_s": batch as f64 / i * 1e3,
             "train_step_cpu_ms_mean": cpu_train,
             "infer_cpu_ms_mean": cpu_infer,
+            "peak_rss_mib": peak_rss_mib(),
         })
     );
     Ok(())

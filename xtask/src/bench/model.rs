@@ -63,6 +63,13 @@ fn field(v: &Value, key: &str) -> Result<f64> {
         .with_context(|| format!("missing `{key}` in {v}"))
 }
 
+/// Runs the script named by `sys.argv[1]` as `__main__` with the rest as its arguments, then
+/// prints `peak_rss_kib N` (the process's peak resident memory) on stderr.
+const PEAK_RSS_WRAPPER: &str = "import resource, runpy, sys\n\
+sys.argv = sys.argv[1:]\n\
+try:\n    runpy.run_path(sys.argv[0], run_name='__main__')\n\
+finally:\n    print('peak_rss_kib', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, file=sys.stderr)\n";
+
 pub fn run(a: Args) -> Result<()> {
     if !BACKENDS.contains(&a.backend.as_str()) {
         bail!(
@@ -112,6 +119,7 @@ pub fn run(a: Args) -> Result<()> {
     ];
 
     let (mut ours_t, mut ours_i, mut torch_t, mut torch_i) = (vec![], vec![], vec![], vec![]);
+    let (mut ours_rss, mut torch_rss) = (0.0f64, 0.0f64);
     let mut backend_name = a.backend.clone();
     for round in 0..a.rounds {
         let mut ours = cargo();
@@ -126,15 +134,32 @@ pub fn run(a: Args) -> Result<()> {
         }
         ours_t.push(field(&v, "train_step_ms_median")?);
         ours_i.push(field(&v, "infer_ms_median")?);
+        ours_rss = ours_rss.max(field(&v, "peak_rss_mib").unwrap_or(f64::NAN));
         eprintln!("round {round}: blindspot {v}");
         if let Some(py) = &py {
+            // the reference script runs unchanged inside a wrapper that prints the process's
+            // peak resident memory (ru_maxrss, KiB on Linux) on stderr when it ends
             let mut torch = Command::new(py);
             torch
+                .args(["-c", PEAK_RSS_WRAPPER])
                 .arg(&script)
                 .args(&sizes)
                 .args(["--threads", &a.threads.to_string()])
                 .env("OMP_NUM_THREADS", a.threads.to_string());
-            let v = json_line(&crate::output(&mut torch)?, "torch_vae.py")?;
+            let out = torch.output().context("could not start torch_vae.py")?;
+            if !out.status.success() {
+                bail!(
+                    "torch_vae.py failed with {}:\n{}",
+                    out.status,
+                    String::from_utf8_lossy(&out.stderr)
+                );
+            }
+            let v = json_line(&String::from_utf8_lossy(&out.stdout), "torch_vae.py")?;
+            let rss = String::from_utf8_lossy(&out.stderr)
+                .lines()
+                .rev()
+                .find_map(|l| l.strip_prefix("peak_rss_kib ")?.trim().parse::<f64>().ok());
+            torch_rss = torch_rss.max(rss.map_or(f64::NAN, |k| k / 1024.0));
             torch_t.push(field(&v, "train_step_ms_median")?);
             torch_i.push(field(&v, "infer_ms_median")?);
             eprintln!("round {round}: pytorch   {v}");
@@ -145,21 +170,25 @@ pub fn run(a: Args) -> Result<()> {
         "VAE batch {} at {}x{}, width {}, {} threads, median over {} rounds x {} steps",
         a.batch, a.size, a.size, a.width, a.threads, a.rounds, a.steps
     );
-    println!("{:<28}{:>14}{:>14}", "", "train step ms", "inference ms");
     println!(
-        "{:<28}{bt:>14.1}{bi:>14.1}",
+        "{:<28}{:>14}{:>14}{:>16}",
+        "", "train step ms", "inference ms", "peak RSS MiB"
+    );
+    println!(
+        "{:<28}{bt:>14.1}{bi:>14.1}{ours_rss:>16.0}",
         format!("blindspot ({})", backend_name)
     );
     if py.is_some() {
         let (tt, ti) = (median(&mut torch_t), median(&mut torch_i));
-        println!("{:<28}{tt:>14.1}{ti:>14.1}", "pytorch");
+        println!("{:<28}{tt:>14.1}{ti:>14.1}{torch_rss:>16.0}", "pytorch");
         println!(
-            "{:<28}{:>14.2}{:>14.2}",
+            "{:<28}{:>14.2}{:>14.2}{:>16.2}",
             "ratio blindspot/pytorch",
             bt / tt,
-            bi / ti
+            bi / ti,
+            ours_rss / torch_rss
         );
-        println!("(goal: train ratio <= 1.0, inference ratio <= 0.67)");
+        println!("(goal: train ratio <= 1.0, inference ratio <= 0.67, peak memory ratio <= 1.0)");
     }
     Ok(())
 }
