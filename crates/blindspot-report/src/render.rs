@@ -149,15 +149,36 @@ fn write_plots(r: &Results, dir: &Path) -> Result<Vec<Plot>> {
                 .filter_map(|p| f(p).map(|v| [p.step as f64, v]))
                 .collect(),
         };
-        let curves: Vec<Curve> = [
+        let mut curves: Vec<Curve> = [
             series("training loss", |p| Some(p.loss)),
             series("validation loss", |p| p.val_loss),
             series("validation rec. error", |p| p.val_rec_err),
-            series("KL weight β", |p| p.beta),
         ]
         .into_iter()
         .filter(|c| !c.points.is_empty())
         .collect();
+        // β shares the axis of the losses; a small β (0.01) would lie flat on zero, so it is
+        // scaled by the largest power of ten that keeps it under the losses, and the label says
+        // by how much
+        let mut beta = series("KL weight β", |p| p.beta);
+        let top = curves
+            .iter()
+            .flat_map(|c| c.points.iter().map(|p| p[1]))
+            .fold(0.0f64, f64::max);
+        let beta_max = beta.points.iter().map(|p| p[1]).fold(0.0f64, f64::max);
+        if beta_max > 0.0 && top > 0.0 {
+            let mut k = 1.0f64;
+            while beta_max * k * 10.0 <= 0.9 * top && k < 1e6 {
+                k *= 10.0;
+            }
+            if k > 1.0 {
+                beta.label = format!("KL weight β × {k:.0}");
+                beta.points.iter_mut().for_each(|p| p[1] *= k);
+            }
+        }
+        if !beta.points.is_empty() {
+            curves.push(beta);
+        }
         if curves.is_empty() {
             continue;
         }
@@ -200,7 +221,7 @@ fn write_plots(r: &Results, dir: &Path) -> Result<Vec<Plot>> {
         add(
             rel,
             format!(
-                "Training curves of member {}: the loss of each logged training batch, the validation loss and reconstruction error (evaluation mode) and the KL weight β against step. The dashed lines are the references of adequacy on the validation slices: the error of the mean training image at each slice position (a model that ignores its input) and of the input blurred with σ = 1 pixel.",
+                "Training curves of member {}: the loss of each logged training batch, the validation loss and reconstruction error (evaluation mode) and the KL weight β against step (β scaled by a power of ten when the legend says so). The dashed lines are the references of adequacy on the validation slices: the error of the mean training image at each slice position (a model that ignores its input) and of the input blurred with σ = 1 pixel.",
                 c.member
             ),
             PlotSection::Adequacy,
