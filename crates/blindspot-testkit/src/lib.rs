@@ -126,6 +126,24 @@ pub fn textured_slices(n: usize, size: usize, seed: u64) -> (Vec<f32>, Vec<f32>)
     (images, masks)
 }
 
+/// Copies the folder `from` to `to` with everything below it (tests that damage a copy of a
+/// run or a checkpoint directory).
+///
+/// # Panics
+/// On any I/O error: a test helper.
+pub fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), target).unwrap();
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -178,24 +196,6 @@ mod tests {
             } else {
                 assert!(a[i] >= before[i]);
             }
-        }
-    }
-}
-
-/// Copies the folder `from` to `to` with everything below it (tests that damage a copy of a
-/// run or a checkpoint directory).
-///
-/// # Panics
-/// On any I/O error: a test helper.
-pub fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let target = to.join(entry.file_name());
-        if entry.file_type().unwrap().is_dir() {
-            copy_dir(&entry.path(), &target);
-        } else {
-            std::fs::copy(entry.path(), target).unwrap();
         }
     }
 }
