@@ -48,42 +48,48 @@ pub fn check(root: &Path) -> Result<()> {
         }
     }
 
-    for name in crates
-        .iter()
-        .filter(|c| !MAY_NAME_BACKENDS.contains(&c.as_str()))
-    {
-        let manifest = std::fs::read_to_string(root.join("crates").join(name).join("Cargo.toml"))?;
-        let normal_deps = manifest
-            .split("\n[")
-            .filter(|section| section.starts_with("dependencies"))
-            .collect::<String>();
-        // a library asking for a backend extension's backend feature would pull that backend in
-        for line in normal_deps.lines().filter(|l| {
-            BACKENDS_BEHIND_FEATURES
-                .iter()
-                .any(|k| l.trim_start().starts_with(&format!("{k} ")))
-        }) {
-            if line.contains("features") {
+    // every crate's declared dependencies as cargo reads them (so `[dependencies.x]` tables and
+    // target-specific sections count too)
+    let metadata: serde_json::Value =
+        serde_json::from_str(&output(cargo().current_dir(root).args([
+            "metadata",
+            "--format-version",
+            "1",
+            "--no-deps",
+        ]))?)?;
+    let packages = metadata["packages"].as_array().cloned().unwrap_or_default();
+    for package in packages.iter().filter(|p| {
+        p["name"]
+            .as_str()
+            .is_some_and(|n| crates.iter().any(|c| c == n) && !MAY_NAME_BACKENDS.contains(&n))
+    }) {
+        let name = package["name"].as_str().unwrap_or_default();
+        let behind_features = BACKENDS_BEHIND_FEATURES.contains(&name);
+        // normal dependencies only: dev-dependencies may name a backend (the test kit)
+        let normal = package["dependencies"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|d| d["kind"].is_null());
+        for dep in normal {
+            let dep_name = dep["name"].as_str().unwrap_or_default();
+            // a library asking for a backend extension's backend feature would pull that
+            // backend in
+            let features = dep["features"].as_array().map_or(0, Vec::len);
+            if BACKENDS_BEHIND_FEATURES.contains(&dep_name) && features > 0 {
                 failures.push(format!(
-                    "{name} enables backend features of `{}` in [dependencies]; only binaries, the benches and the test kit pick a backend",
-                    line.trim()
+                    "{name} enables features {} of `{dep_name}` in [dependencies]; only binaries, the benches and the test kit pick a backend",
+                    dep["features"]
                 ));
             }
-        }
-        let behind_features = BACKENDS_BEHIND_FEATURES.contains(&name.as_str());
-        for backend in BACKENDS {
-            let named = |l: &&str| {
-                l.trim_start().starts_with(&format!("{backend} "))
-                    || l.trim_start().starts_with(&format!("{backend}="))
-            };
-            for line in normal_deps.lines().filter(named) {
+            if BACKENDS.contains(&dep_name) {
                 if !behind_features {
                     failures.push(format!(
-                        "{name} names the backend {backend} in [dependencies]; libraries stay generic over B: Backend (tests may use it as a dev-dependency)"
+                        "{name} names the backend {dep_name} in [dependencies]; libraries stay generic over B: Backend (tests may use it as a dev-dependency)"
                     ));
-                } else if !line.replace(' ', "").contains("optional=true") {
+                } else if dep["optional"].as_bool() != Some(true) {
                     failures.push(format!(
-                        "{name} names the backend {backend} without `optional = true`; its backend impls stay behind cargo features"
+                        "{name} names the backend {dep_name} without `optional = true`; its backend impls stay behind cargo features"
                     ));
                 }
             }
