@@ -92,24 +92,12 @@ fn draw(seed: u64, b: usize, n: usize) -> Vec<usize> {
     (0..n).map(|_| rng.random_range(0..n)).collect()
 }
 
-/// Linear-interpolation quantile (numpy's default) of sorted values.
-fn quantile(sorted: &[f64], q: f64) -> f64 {
-    let pos = q * (sorted.len() - 1) as f64;
-    let i = pos.floor() as usize;
-    let frac = pos - i as f64;
-    if i + 1 < sorted.len() {
-        sorted[i] + frac * (sorted[i + 1] - sorted[i])
-    } else {
-        sorted[i]
-    }
-}
-
 fn interval(estimate: f64, mut values: Vec<f64>, level: f64) -> ConfidenceInterval {
     values.sort_by(f64::total_cmp);
     ConfidenceInterval {
         estimate,
-        lower: quantile(&values, (1.0 - level) / 2.0),
-        upper: quantile(&values, (1.0 + level) / 2.0),
+        lower: crate::quantile_sorted(&values, (1.0 - level) / 2.0),
+        upper: crate::quantile_sorted(&values, (1.0 + level) / 2.0),
         level,
         resamples: values.len(),
     }

@@ -22,6 +22,7 @@ pub mod bootstrap;
 pub mod error;
 pub mod overlap;
 pub mod postprocess;
+pub mod quantile;
 pub mod rank;
 pub mod score;
 pub mod threshold;
@@ -39,6 +40,7 @@ pub use overlap::{LesionalRule, OverlapCounts, OverlapSummary, dice, dice_at_thr
 pub use postprocess::{
     Components, Connectivity, erode, label_components, median_filter, remove_small_components,
 };
+pub use quantile::quantile_sorted;
 pub use rank::{
     BestDice, FprThreshold, PrCurve, RankAccumulator, RankedScores, RocCurve, Tally, auroc,
     average_precision, best_dice, fpr_at_tpr, pr_curve, roc_curve, threshold_for_fpr,

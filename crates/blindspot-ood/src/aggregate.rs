@@ -57,18 +57,8 @@ impl Aggregation {
     }
 }
 
-/// Quantile `q` of sorted, non-empty data with linear interpolation (numpy's default, "type 7").
-///
-/// # Panics
-/// When `sorted` is empty (a programmer error).
-pub fn quantile_sorted(sorted: &[f64], q: f64) -> f64 {
-    assert!(!sorted.is_empty(), "quantile of no values");
-    let pos = q.clamp(0.0, 1.0) * (sorted.len() - 1) as f64;
-    let lo = pos.floor() as usize;
-    let hi = pos.ceil() as usize;
-    let frac = pos - lo as f64;
-    sorted[lo] + (sorted[hi] - sorted[lo]) * frac
-}
+/// The workspace's quantile of sorted data (one home, in blindspot-metrics).
+pub use blindspot_metrics::quantile_sorted;
 
 /// Per-scan values of one statistic: the non-empty slices of each scan, aggregated.
 ///
