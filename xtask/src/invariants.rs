@@ -8,6 +8,7 @@ use crate::{cargo, output};
 
 /// Crates that need no tensors and must never depend on burn (not even through another crate).
 const NO_BURN: &[&str] = &[
+    "blindspot-atomic",
     "blindspot-io",
     "blindspot-synth",
     "blindspot-metrics",

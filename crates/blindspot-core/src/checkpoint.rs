@@ -19,11 +19,11 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result, io, json};
 
-/// Writes `bytes` to `path` through the workspace's atomic writer ([`blindspot_io::atomic`]:
+/// Writes `bytes` to `path` through the workspace's atomic writer ([`blindspot_atomic`]:
 /// a temporary file beside `path`, synced, then renamed over it).
 pub(crate) fn write_file(path: &Path, bytes: &[u8]) -> Result<()> {
     use std::io::Write;
-    blindspot_io::atomic::write_atomic(path, |w| w.write_all(bytes)).map_err(io(path))
+    blindspot_atomic::write_atomic(path, |w| w.write_all(bytes)).map_err(io(path))
 }
 
 /// Folds pending BatchNorm running-statistics updates into the stored values. burn 0.21 keeps

@@ -197,7 +197,7 @@ impl ScanVerdict {
             source,
         })?;
         json.push(b'\n');
-        blindspot_io::atomic::write_atomic(path, |w| w.write_all(&json)).map_err(io)
+        blindspot_atomic::write_atomic(path, |w| w.write_all(&json)).map_err(io)
     }
 }
 

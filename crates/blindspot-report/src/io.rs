@@ -18,7 +18,7 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
         _ => Path::new("."),
     };
     std::fs::create_dir_all(dir).map_err(|e| ReportError::io(dir, e))?;
-    blindspot_io::atomic::write_atomic(path, |w| w.write_all(bytes))
+    blindspot_atomic::write_atomic(path, |w| w.write_all(bytes))
         .map_err(|e| ReportError::io(path, e))
 }
 
