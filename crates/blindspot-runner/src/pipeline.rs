@@ -945,26 +945,11 @@ fn subjects_of(
     name: &str,
 ) -> Result<Vec<SubjectFiles>> {
     let subjects = match (&spec.synth_set, &spec.layout) {
-        (Some(set), _) => {
-            let manifest = data_dir.join("manifest.csv");
-            let text = std::fs::read_to_string(&manifest).map_err(|source| RunError::Io {
-                path: manifest.clone(),
-                source,
-            })?;
-            text.lines()
-                .skip(1)
-                .filter_map(|l| {
-                    let cols: Vec<&str> = l.split(',').collect();
-                    (cols.len() > 2 && cols[2] == set).then(|| cols[0].to_owned())
-                })
-                .map(|id| SubjectFiles {
-                    image: data_dir.join("images").join(format!("{id}.nii.gz")),
-                    brain_mask: Some(data_dir.join("brain_masks").join(format!("{id}.nii.gz"))),
-                    lesion_mask: Some(data_dir.join("lesion_masks").join(format!("{id}.nii.gz"))),
-                    id,
-                })
-                .collect()
-        }
+        (Some(set), _) => blindspot_synth::read_manifest(&data_dir.join("manifest.csv"))?
+            .into_iter()
+            .filter(|row| &row.set == set)
+            .map(|row| row.files(data_dir))
+            .collect(),
         (None, Some(layout)) => {
             let root = config.data_root()?;
             let root = match &spec.dir {

@@ -19,9 +19,98 @@ use crate::error::{Result, SynthError};
 use crate::field::{fnv1a, splitmix64};
 use crate::subject::{SubjectSpec, generate_subject};
 
-/// The manifest's columns, in order.
+/// The manifest's columns, in order (the fields of [`ManifestRow`]).
 pub const MANIFEST_HEADER: &str =
     "subject,split,set,site,contrast,lesion_kind,lesion_ml,ood_kind,ood_transform,seed";
+
+/// The folders of a dataset written here: images, brain masks, lesion masks (`<id>.nii.gz` in
+/// each), as [`LAYOUT_TOML`] says.
+pub const DATASET_DIRS: [&str; 3] = ["images", "brain_masks", "lesion_masks"];
+
+/// One subject's row of `manifest.csv`, written and read through serde and the `csv` crate.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct ManifestRow {
+    /// The subject id (its files are `<dir>/<subject>.nii.gz`).
+    pub subject: String,
+    /// `train`, `val` or `test`.
+    pub split: String,
+    /// The set of the config it belongs to.
+    pub set: String,
+    /// The scanner site.
+    pub site: String,
+    /// The MR contrast.
+    pub contrast: String,
+    /// The lesion kind (`none` for a healthy subject).
+    pub lesion_kind: String,
+    /// The lesion volume in ml (written with 4 decimals).
+    #[serde(serialize_with = "four_decimals")]
+    pub lesion_ml: f64,
+    /// The OOD label of the subject (`none` in distribution).
+    pub ood_kind: String,
+    /// The OOD transform applied (`none` for none).
+    pub ood_transform: String,
+    /// The subject's seed.
+    pub seed: u64,
+}
+
+fn four_decimals<S: serde::Serializer>(v: &f64, s: S) -> std::result::Result<S::Ok, S::Error> {
+    s.serialize_str(&format!("{v:.4}"))
+}
+
+impl ManifestRow {
+    /// The subject's files under the dataset folder `data_dir`.
+    pub fn files(&self, data_dir: &Path) -> blindspot_io::SubjectFiles {
+        let file = format!("{}.nii.gz", self.subject);
+        let [images, brain, lesion] = DATASET_DIRS.map(|d| data_dir.join(d).join(&file));
+        blindspot_io::SubjectFiles {
+            id: self.subject.clone(),
+            image: images,
+            brain_mask: Some(brain),
+            lesion_mask: Some(lesion),
+        }
+    }
+}
+
+/// Reads `manifest.csv` of a dataset folder written by [`write_dataset`].
+///
+/// # Errors
+/// [`SynthError::Io`] when it cannot be read; [`SynthError::Manifest`] for a row that does not
+/// fit [`ManifestRow`] (naming the file and the row).
+pub fn read_manifest(path: &Path) -> Result<Vec<ManifestRow>> {
+    let mut reader = csv::Reader::from_path(path).map_err(|e| manifest_error(path, e))?;
+    reader
+        .deserialize()
+        .collect::<std::result::Result<Vec<ManifestRow>, _>>()
+        .map_err(|e| manifest_error(path, e))
+}
+
+fn manifest_error(path: &Path, e: csv::Error) -> SynthError {
+    if e.is_io_error() {
+        if let csv::ErrorKind::Io(source) = e.into_kind() {
+            return SynthError::Io {
+                path: path.to_owned(),
+                source,
+            };
+        }
+        unreachable!("is_io_error said so");
+    }
+    // name the line and the column, not the field's number
+    let why = match e.kind() {
+        csv::ErrorKind::Deserialize { pos, err } => {
+            let column = err
+                .field()
+                .and_then(|f| MANIFEST_HEADER.split(',').nth(f as usize))
+                .unwrap_or("?");
+            let line = pos.as_ref().map_or(0, csv::Position::line);
+            format!("line {line}, column `{column}`: {}", err.kind())
+        }
+        _ => e.to_string(),
+    };
+    SynthError::Manifest {
+        path: path.to_owned(),
+        why,
+    }
+}
 
 /// The blindspot-io layout of a dataset folder written here.
 pub const LAYOUT_TOML: &str = "image = \"images/*.nii.gz\"\n\
@@ -111,7 +200,7 @@ pub struct DatasetSummary {
 /// [`SynthError::Io`] / [`SynthError::Volume`] when a file cannot be written.
 pub fn write_dataset(config: &SynthConfig, out: &Path) -> Result<DatasetSummary> {
     let specs = plan(config)?;
-    let dirs = ["images", "brain_masks", "lesion_masks"].map(|d| out.join(d));
+    let dirs = DATASET_DIRS.map(|d| out.join(d));
     for d in &dirs {
         std::fs::create_dir_all(d).map_err(|source| SynthError::Io {
             path: d.clone(),
@@ -119,7 +208,7 @@ pub fn write_dataset(config: &SynthConfig, out: &Path) -> Result<DatasetSummary>
         })?;
     }
     check_no_stale(&dirs[0], &specs)?;
-    let rows: Vec<Result<(String, u64)>> = specs
+    let rows: Vec<Result<(ManifestRow, u64)>> = specs
         .par_iter()
         .map(|spec| {
             let s = generate_subject(config, spec)?;
@@ -137,31 +226,38 @@ pub fn write_dataset(config: &SynthConfig, out: &Path) -> Result<DatasetSummary>
                     })?
                     .len();
             }
-            let row = format!(
-                "{},{},{},{},{},{},{:.4},{},{},{}",
-                spec.id,
-                spec.split.name(),
-                spec.set,
-                spec.site,
-                spec.contrast.name(),
-                spec.lesion.name(),
-                s.lesion_ml,
-                ood_label(config, spec),
-                spec.ood.name(),
-                spec.seed
-            );
+            let row = ManifestRow {
+                subject: spec.id.clone(),
+                split: spec.split.name().to_owned(),
+                set: spec.set.clone(),
+                site: spec.site.to_string(),
+                contrast: spec.contrast.name().to_owned(),
+                lesion_kind: spec.lesion.name().to_owned(),
+                lesion_ml: s.lesion_ml,
+                ood_kind: ood_label(config, spec),
+                ood_transform: spec.ood.name().to_owned(),
+                seed: spec.seed,
+            };
             Ok((row, bytes))
         })
         .collect();
-    let mut manifest = String::from(MANIFEST_HEADER);
-    manifest.push('\n');
+    let mut writer = csv::WriterBuilder::new()
+        .terminator(csv::Terminator::Any(b'\n'))
+        .from_writer(Vec::new());
     let mut bytes = 0;
+    let csv_error = |e: csv::Error| SynthError::Manifest {
+        path: out.join("manifest.csv"),
+        why: e.to_string(),
+    };
     for r in rows {
         let (row, b) = r?;
-        manifest.push_str(&row);
-        manifest.push('\n');
+        writer.serialize(row).map_err(csv_error)?;
         bytes += b;
     }
+    let manifest = writer
+        .into_inner()
+        .map_err(|e| csv_error(e.into_error().into()))?;
+    let manifest = String::from_utf8(manifest).expect("the csv writer writes UTF-8 from strings");
     let manifest_path = out.join("manifest.csv");
     bytes += write_text_atomic(&manifest_path, &manifest)?;
     bytes += write_text_atomic(&out.join("layout.toml"), LAYOUT_TOML)?;

@@ -30,6 +30,15 @@ pub enum SynthError {
         #[source]
         source: std::io::Error,
     },
+    /// `manifest.csv` could not be written, or a row of it does not fit
+    /// [`crate::ManifestRow`].
+    #[error("{path}: not a phantom manifest: {why}")]
+    Manifest {
+        /// The manifest.
+        path: PathBuf,
+        /// What does not fit, with the row.
+        why: String,
+    },
     /// blindspot-io failed to write or read a volume (its error names the file).
     #[error(transparent)]
     Volume(#[from] blindspot_io::IoError),

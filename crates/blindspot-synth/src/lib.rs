@@ -31,7 +31,10 @@ pub use config::{
     BlobConfig, Contrast, LesionConfig, LesionKind, OodTransform, SetConfig, Split, SynthConfig,
 };
 pub use contrast::{Tissue, nominal_means};
-pub use dataset::{DatasetSummary, MANIFEST_HEADER, ood_label, plan, subject_seed, write_dataset};
+pub use dataset::{
+    DATASET_DIRS, DatasetSummary, MANIFEST_HEADER, ManifestRow, ood_label, plan, read_manifest,
+    subject_seed, write_dataset,
+};
 pub use error::{Result, SynthError};
 pub use site::SiteParams;
 pub use subject::{Subject, SubjectSpec, generate_subject, ras_affine};

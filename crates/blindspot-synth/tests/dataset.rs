@@ -121,3 +121,33 @@ fn rewriting_gives_identical_bytes_and_stale_folders_are_refused() {
     assert!(err.to_string().contains("images/id_lesion-"), "{err}");
     assert!(a.path().join("images/id_lesion-000.nii.gz").is_file());
 }
+
+#[test]
+fn the_manifest_reads_back_as_typed_rows_and_a_broken_one_is_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = tiny_config();
+    let summary = write_dataset(&config, dir.path()).unwrap();
+    let rows = blindspot_synth::read_manifest(&summary.manifest).unwrap();
+    assert_eq!(rows.len(), summary.subjects);
+    let lesional: Vec<_> = rows.iter().filter(|r| r.set == "id_lesion").collect();
+    assert_eq!(lesional.len(), 3);
+    for r in &lesional {
+        assert_ne!(r.lesion_kind, "none");
+        let files = r.files(dir.path());
+        assert_eq!(files.id, r.subject);
+        assert!(files.image.is_file() && files.lesion_mask.unwrap().is_file());
+    }
+
+    // a row with a word where the seed (a number) belongs
+    let text = std::fs::read_to_string(&summary.manifest).unwrap();
+    let broken = dir.path().join("broken.csv");
+    let mut lines: Vec<String> = text.lines().map(str::to_owned).collect();
+    let last = lines.last_mut().unwrap();
+    let cut = last.rfind(',').unwrap();
+    last.replace_range(cut + 1.., "many");
+    std::fs::write(&broken, lines.join("\n")).unwrap();
+    let err = blindspot_synth::read_manifest(&broken)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("broken.csv") && err.contains("seed"), "{err}");
+}
