@@ -262,6 +262,36 @@ pub fn disentangling_set(
     Ok(set)
 }
 
+/// The disentangling sets of two scorers for a paired comparison ([`compare_auroc`]): both
+/// over the slices that both score. A statistic can be undefined on a slice (the entropy of an
+/// empty cleaned residual), and the two sets of [`disentangling_set`] would then differ.
+///
+/// # Errors
+/// The scorers' errors.
+pub fn paired_disentangling_sets(
+    tests: &[&[SliceRecord]],
+    a: &Scorer<'_>,
+    b: &Scorer<'_>,
+    rule: LesionRule,
+    negatives: IdNegatives,
+) -> Result<(ScoredSet, ScoredSet)> {
+    let mut kept: Vec<Vec<SliceRecord>> = Vec::with_capacity(tests.len());
+    for t in tests {
+        let mut both = Vec::new();
+        for r in t.iter() {
+            if a.score(r)?.is_some() && b.score(r)?.is_some() {
+                both.push(r.clone());
+            }
+        }
+        kept.push(both);
+    }
+    let kept: Vec<&[SliceRecord]> = kept.iter().map(Vec::as_slice).collect();
+    Ok((
+        disentangling_set(&[], &kept, a, rule, negatives)?,
+        disentangling_set(&[], &kept, b, rule, negatives)?,
+    ))
+}
+
 /// Detection metrics of a scored set, with bootstrap intervals when asked.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct DetectionMetrics {

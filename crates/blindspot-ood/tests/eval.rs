@@ -3,7 +3,7 @@
 use blindspot_metrics::BootstrapConfig;
 use blindspot_ood::eval::{
     IdNegatives, OodMode, ScanOutcome, Scorer, bootstrap_aurc, compare_auroc, detection_set,
-    disentangling_set, evaluate, risk_coverage,
+    disentangling_set, evaluate, paired_disentangling_sets, risk_coverage,
 };
 use blindspot_ood::{Dose, DoseCombine, LesionRule, ScanId, SliceId, SliceRecord, Statistic};
 
@@ -144,6 +144,36 @@ fn paired_comparison_of_two_statistics_on_the_same_slices() {
     other.scores.pop();
     other.scans.pop();
     assert!(compare_auroc(&h, &other, &cfg).is_err());
+}
+
+#[test]
+fn a_paired_comparison_keeps_the_slices_both_statistics_score() {
+    let (id, mut ood) = table();
+    // the entropy is undefined on one lesional slice: the plain sets then differ
+    ood.push(SliceRecord::new(SliceId::new("brats", "z", 0), 400, 100));
+    ood.last_mut().unwrap().set(Statistic::RecErr, 0.8);
+    let rule = LesionRule { min_pixels: 20 };
+    let (h, r) = (
+        Scorer::Statistic(Statistic::EntropyClean),
+        Scorer::Statistic(Statistic::RecErr),
+    );
+    let sets = [id.as_slice(), ood.as_slice()];
+    let plain_h = disentangling_set(&[], &sets, &h, rule, IdNegatives::All).unwrap();
+    let plain_r = disentangling_set(&[], &sets, &r, rule, IdNegatives::All).unwrap();
+    assert_ne!(plain_h.labels.len(), plain_r.labels.len());
+    let cfg = BootstrapConfig {
+        resamples: 50,
+        level: 0.9,
+        seed: 4,
+    };
+    assert!(compare_auroc(&plain_h, &plain_r, &cfg).is_err());
+    let (ph, pr) = paired_disentangling_sets(&sets, &h, &r, rule, IdNegatives::All).unwrap();
+    assert_eq!(
+        (ph.labels.clone(), ph.scans.clone()),
+        (pr.labels.clone(), pr.scans.clone())
+    );
+    assert_eq!(pr.labels.len(), plain_h.labels.len());
+    assert!(compare_auroc(&ph, &pr, &cfg).is_ok());
 }
 
 #[test]

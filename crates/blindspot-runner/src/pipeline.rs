@@ -1897,29 +1897,14 @@ fn pooled_experiments(
     if let (Some(prior), Some(plain), Some(b)) = (best(true), best(false), bootstrap)
         && let (Some(p), Some(q)) = (named(&prior), named(&plain))
     {
-        // A paired comparison needs the same slices on both sides: a statistic can be
-        // undefined on a slice (the cleaned residual of a perfect reconstruction is empty, so
-        // it has no entropy), so both sets keep the slices that both statistics score.
-        let scores_both = |r: &SliceRecord| {
-            [p, q]
-                .iter()
-                .all(|&s| matches!(Scorer::Statistic(s).score(r), Ok(Some(_))))
-        };
-        let kept: Vec<Vec<SliceRecord>> = tests
-            .iter()
-            .map(|t| {
-                t.records
-                    .iter()
-                    .filter(|r| scores_both(r))
-                    .cloned()
-                    .collect()
-            })
-            .collect();
-        let kept: Vec<&[SliceRecord]> = kept.iter().map(Vec::as_slice).collect();
-        let on_kept = |s: Statistic| {
-            disentangling_set(&[], &kept, &Scorer::Statistic(s), rule, IdNegatives::All)
-        };
-        let (a, c) = (on_kept(p)?, on_kept(q)?);
+        // paired on the slices both statistics score
+        let (a, c) = blindspot_ood::eval::paired_disentangling_sets(
+            &all,
+            &Scorer::Statistic(p),
+            &Scorer::Statistic(q),
+            rule,
+            IdNegatives::All,
+        )?;
         match blindspot_ood::eval::compare_auroc(&a, &c, b) {
             Ok(cmp) => {
                 results.prior_comparison = Some(blindspot_report::PriorComparison {
