@@ -329,6 +329,12 @@ pub struct AdequacyReference {
 }
 
 impl AdequacyReference {
+    /// Whether the references span a scale (`E_mean > E_blur`, both finite). They do not when the
+    /// slices are so small, smooth or alike that the mean image is as good as the blur.
+    pub fn has_scale(&self) -> bool {
+        self.e_mean.is_finite() && self.e_blur.is_finite() && self.e_mean > self.e_blur
+    }
+
     /// The adequacy of a model whose mean error on the same slices is `e_model`:
     /// `(E_mean − E_model) / (E_mean − E_blur)`.
     ///
@@ -344,7 +350,7 @@ impl AdequacyReference {
                 "a finite reconstruction error",
             ));
         }
-        if !(self.e_mean.is_finite() && self.e_blur.is_finite() && self.e_mean > self.e_blur) {
+        if !self.has_scale() {
             return Err(MetricsError::invalid(
                 "e_mean",
                 format!("{} (e_blur {})", self.e_mean, self.e_blur),

@@ -183,10 +183,7 @@ pub(crate) fn member_adequacy(
         return Ok(None);
     }
     let reference = refs.over(&val.record_slices)?;
-    if !(reference.e_mean.is_finite()
-        && reference.e_blur.is_finite()
-        && reference.e_mean > reference.e_blur)
-    {
+    if !reference.has_scale() {
         // tiny or very smooth slices: the blur is no better than the mean image, so the scale
         // from "ignores its input" to "faithful" does not exist; say so, and go on
         eprintln!(
