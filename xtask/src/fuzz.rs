@@ -89,6 +89,7 @@ fn fuzz_one(
     let budget = Duration::from_secs(args.seconds);
     let (mut cases, mut deaths, mut seed) = (0u64, 0u64, args.seed);
     let mut panicked = false;
+    let mut input: Option<PathBuf> = None;
     while start.elapsed() < budget {
         let left = (budget - start.elapsed()).as_secs().max(1);
         let mut line = format!(
@@ -121,6 +122,10 @@ fn fuzz_one(
             for l in BufReader::new(out).lines() {
                 let l = l?;
                 println!("{l}");
+                // "fuzz T: input file PATH": where the child writes the input it reads
+                if let Some((_, path)) = l.split_once(": input file ") {
+                    input = Some(PathBuf::from(path));
+                }
                 // "fuzz T: [done: ]N cases in ..."
                 if let Some(n) = l
                     .rsplit(": ")
@@ -153,8 +158,11 @@ fn fuzz_one(
             || format!("exit{}", status.code().unwrap_or(-1)),
             |s| format!("signal{s}"),
         );
-        let input = current_input(work, target);
-        match std::fs::read(&input) {
+        let read = input
+            .as_deref()
+            .ok_or_else(|| std::io::Error::other("it died before naming its input file"))
+            .and_then(std::fs::read);
+        match read {
             Ok(bytes) => {
                 let dir = root.join("crates/blindspot-fuzz/regressions").join(target);
                 std::fs::create_dir_all(&dir)?;
@@ -177,14 +185,4 @@ fn fuzz_one(
         );
     }
     Ok((cases, deaths))
-}
-
-/// Where the child writes the input it is reading (see `Target::file_name` of blindspot-fuzz).
-fn current_input(work: &Path, target: &str) -> PathBuf {
-    match target {
-        "nifti" => work.join("current.nii.gz"),
-        "cache" => work.join("current.slices"),
-        "config" => work.join("current.toml"),
-        _ => work.join("run/eval-shards/shard-0-of-2.json.gz"),
-    }
 }

@@ -117,6 +117,12 @@ fn fuzz_main() -> Result<bool> {
     );
     let save = regression_dir(target);
     let start = Instant::now();
+    // `cargo xtask fuzz` keeps this file when the process dies
+    println!(
+        "fuzz {}: input file {}",
+        target.name(),
+        harness.input_path(target).display()
+    );
     println!(
         "fuzz {}: {} seed inputs, mutator seed {}",
         target.name(),
