@@ -3,6 +3,8 @@
 //!
 //!     RAYON_NUM_THREADS=2 cargo run --release -p blindspot-benches --bin vae-timer -- \
 //!         --batch 32 --size 128 --steps 10
+//!
+//! `--train-steps 1 --warmup 0 --steps 20` spends its time in inference (for `perf record`).
 
 use std::time::Instant;
 
@@ -56,13 +58,23 @@ fn main() -> Result<()> {
     let width: f64 = arg(&args, "--width", 1.0)?;
     let steps: usize = arg(&args, "--steps", 10)?;
     let warmup: usize = arg(&args, "--warmup", 2)?;
-    if batch == 0 || steps == 0 || !size.is_multiple_of(16) || size == 0 || width <= 0.0 {
-        bail!("need --batch >= 1, --steps >= 1, --size a multiple of 16, --width > 0");
+    // fewer training steps than inference passes: a profile of inference (`perf record`)
+    let train_steps: usize = arg(&args, "--train-steps", steps)?;
+    if batch == 0
+        || steps == 0
+        || train_steps == 0
+        || !size.is_multiple_of(16)
+        || size == 0
+        || width <= 0.0
+    {
+        bail!(
+            "need --batch >= 1, --steps >= 1, --train-steps >= 1, --size a multiple of 16, --width > 0"
+        );
     }
     let mut bench = VaeBench::new(batch, size, width);
-    let mut train = Vec::with_capacity(steps);
+    let mut train = Vec::with_capacity(train_steps);
     let mut cpu_train = None;
-    for i in 0..warmup + steps {
+    for i in 0..warmup + train_steps {
         if i == warmup {
             cpu_train = cpu_ms();
         }
@@ -75,7 +87,9 @@ fn main() -> Result<()> {
             train.push(t.elapsed().as_secs_f64() * 1e3);
         }
     }
-    let cpu_train = cpu_ms().zip(cpu_train).map(|(b, a)| (b - a) / steps as f64);
+    let cpu_train = cpu_ms()
+        .zip(cpu_train)
+        .map(|(b, a)| (b - a) / train_steps as f64);
     let (model, data) = bench.inference_parts();
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(1);
     let mut inference = Vec::with_capacity(steps);

@@ -5,6 +5,21 @@ use burn::tensor::backend::{AutodiffBackend, Backend};
 use burn::tensor::ops::{ActivationOps, ConvOptions, ConvTransposeOptions, FloatTensor, ModuleOps};
 use burn::tensor::{Tensor, TensorPrimitive};
 
+/// The statistics and parameters of a batch normalisation at inference, per channel (`[C]`).
+#[derive(Clone, Debug)]
+pub struct NormInference<B: Backend> {
+    /// Scale `γ`.
+    pub gamma: FloatTensor<B>,
+    /// Shift `β`.
+    pub beta: FloatTensor<B>,
+    /// Running mean `μ`.
+    pub mean: FloatTensor<B>,
+    /// Running variance `σ²`.
+    pub var: FloatTensor<B>,
+    /// `ε` added to the variance.
+    pub epsilon: f64,
+}
+
 /// A backend with kernels of its own for the layers of a convolutional backbone: 2-D
 /// convolution and transposed convolution, and the batch normalisation and leaky ReLU that
 /// follow them.
@@ -103,6 +118,39 @@ pub trait ConvBackend: Backend {
         output_grad: FloatTensor<Self>,
     ) -> FloatTensor<Self> {
         <Self as ModuleOps<Self>>::conv_transpose2d_bias_backward(x, bias, output_grad)
+    }
+
+    /// A convolution block at inference: `leaky_relu(batch_norm_inference(conv2d(x)))`. A
+    /// backend may apply the normalisation and the activation while it writes the output,
+    /// instead of two more passes over it; the default composes the three methods (and is what
+    /// an autodiff backend, which differentiates the ops one by one, keeps).
+    fn conv2d_norm_leaky(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        bias: Option<FloatTensor<Self>>,
+        options: ConvOptions<2>,
+        norm: NormInference<Self>,
+        slope: f64,
+    ) -> FloatTensor<Self> {
+        let y = Self::conv2d_forward(x, weight, bias, options);
+        let y =
+            Self::batch_norm_inference(y, norm.gamma, norm.beta, norm.mean, norm.var, norm.epsilon);
+        Self::leaky_relu_forward(y, slope)
+    }
+
+    /// [`ConvBackend::conv2d_norm_leaky`] for a transposed convolution.
+    fn conv_transpose2d_norm_leaky(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        bias: Option<FloatTensor<Self>>,
+        options: ConvTransposeOptions<2>,
+        norm: NormInference<Self>,
+        slope: f64,
+    ) -> FloatTensor<Self> {
+        let y = Self::conv_transpose2d_forward(x, weight, bias, options);
+        let y =
+            Self::batch_norm_inference(y, norm.gamma, norm.beta, norm.mean, norm.var, norm.epsilon);
+        Self::leaky_relu_forward(y, slope)
     }
 
     /// Leaky ReLU (burn's `ActivationOps::leaky_relu`): `x` where `x >= 0`, `x·slope` where
@@ -282,6 +330,28 @@ fn tensor<B: Backend, const D: usize>(t: FloatTensor<B>) -> Tensor<B, D> {
     Tensor::from_primitive(TensorPrimitive::Float(t))
 }
 
+/// Panics unless `weight` takes the channels of `x`.
+fn check_conv2d<B: Backend>(x: &Tensor<B, 4>, weight: &Tensor<B, 4>, options: &ConvOptions<2>) {
+    let (cin, wdims) = (x.dims()[1], weight.dims());
+    assert_eq!(
+        cin,
+        wdims[1] * options.groups,
+        "conv2d: x has {cin} channels, the weight {wdims:?} expects {} ({} groups)",
+        wdims[1] * options.groups,
+        options.groups
+    );
+}
+
+/// Panics unless `weight` takes the channels of `x`.
+fn check_conv_transpose2d<B: Backend>(x: &Tensor<B, 4>, weight: &Tensor<B, 4>) {
+    let (cin, wdims) = (x.dims()[1], weight.dims());
+    assert_eq!(
+        cin, wdims[0],
+        "conv_transpose2d: x has {cin} channels, the weight {wdims:?} expects {}",
+        wdims[0]
+    );
+}
+
 /// Applies a 2-D convolution through [`ConvBackend::conv2d_forward`] (what
 /// `burn::tensor::module::conv2d` does through `ModuleOps::conv2d`).
 ///
@@ -296,14 +366,7 @@ pub fn conv2d<B: ConvBackend>(
     bias: Option<Tensor<B, 1>>,
     options: ConvOptions<2>,
 ) -> Tensor<B, 4> {
-    let (cin, wdims) = (x.dims()[1], weight.dims());
-    assert_eq!(
-        cin,
-        wdims[1] * options.groups,
-        "conv2d: x has {cin} channels, the weight {wdims:?} expects {} ({} groups)",
-        wdims[1] * options.groups,
-        options.groups
-    );
+    check_conv2d(&x, &weight, &options);
     tensor(B::conv2d_forward(
         float(x),
         float(weight),
@@ -326,17 +389,93 @@ pub fn conv_transpose2d<B: ConvBackend>(
     bias: Option<Tensor<B, 1>>,
     options: ConvTransposeOptions<2>,
 ) -> Tensor<B, 4> {
-    let (cin, wdims) = (x.dims()[1], weight.dims());
-    assert_eq!(
-        cin, wdims[0],
-        "conv_transpose2d: x has {cin} channels, the weight {wdims:?} expects {}",
-        wdims[0]
-    );
+    check_conv_transpose2d(&x, &weight);
     tensor(B::conv_transpose2d_forward(
         float(x),
         float(weight),
         bias.map(float),
         options,
+    ))
+}
+
+/// A batch normalisation at inference as tensors (see [`NormInference`]).
+#[derive(Clone, Debug)]
+pub struct NormTensors<B: Backend> {
+    /// Scale `γ`, `[C]`.
+    pub gamma: Tensor<B, 1>,
+    /// Shift `β`, `[C]`.
+    pub beta: Tensor<B, 1>,
+    /// Running mean, `[C]`.
+    pub mean: Tensor<B, 1>,
+    /// Running variance, `[C]`.
+    pub var: Tensor<B, 1>,
+    /// `ε` added to the variance.
+    pub epsilon: f64,
+}
+
+impl<B: Backend> NormTensors<B> {
+    fn primitive(self) -> NormInference<B> {
+        NormInference {
+            gamma: float(self.gamma),
+            beta: float(self.beta),
+            mean: float(self.mean),
+            var: float(self.var),
+            epsilon: self.epsilon,
+        }
+    }
+}
+
+/// A convolution block at inference through [`ConvBackend::conv2d_norm_leaky`]:
+/// `leaky_relu(batch_norm_inference(conv2d(x, weight, bias)), slope)`.
+///
+/// # Shapes
+/// as [`conv2d`], the normalisation's tensors `[Cout]`
+///
+/// # Panics
+/// When the channel counts of `x` and `weight` disagree.
+pub fn conv2d_norm_leaky<B: ConvBackend>(
+    x: Tensor<B, 4>,
+    weight: Tensor<B, 4>,
+    bias: Option<Tensor<B, 1>>,
+    options: ConvOptions<2>,
+    norm: NormTensors<B>,
+    slope: f64,
+) -> Tensor<B, 4> {
+    check_conv2d(&x, &weight, &options);
+    tensor(B::conv2d_norm_leaky(
+        float(x),
+        float(weight),
+        bias.map(float),
+        options,
+        norm.primitive(),
+        slope,
+    ))
+}
+
+/// A transposed convolution block at inference through
+/// [`ConvBackend::conv_transpose2d_norm_leaky`].
+///
+/// # Shapes
+/// as [`conv_transpose2d`], the normalisation's tensors `[Cout]`
+///
+/// # Panics
+/// When the channel counts of `x` and `weight` disagree.
+pub fn conv_transpose2d_norm_leaky<B: ConvBackend>(
+    x: Tensor<B, 4>,
+    weight: Tensor<B, 4>,
+    bias: Option<Tensor<B, 1>>,
+    options: ConvTransposeOptions<2>,
+    norm: NormTensors<B>,
+    slope: f64,
+) -> Tensor<B, 4> {
+    check_conv_transpose2d(&x, &weight);
+    tensor(B::conv_transpose2d_norm_leaky(
+        float(x),
+        float(weight),
+        bias.map(float),
+        options,
+        norm.primitive(),
+        slope,
     ))
 }
 

@@ -8,6 +8,7 @@ use burn::tensor::{DType, TensorData, TensorMetadata};
 use burn_flex::{Flex, FlexTensor};
 
 use crate::ConvBackend;
+use crate::backend::NormInference;
 use crate::backend::fallback;
 use crate::cpu::{self, Window};
 
@@ -127,6 +128,111 @@ fn ncl(t: &FlexTensor) -> [usize; 3] {
     [n, c, h * w]
 }
 
+/// The `(scale, shift)` of a batch normalisation at inference, when its tensors are plain.
+fn norm_affine(norm: &NormInference<Flex>) -> Option<(Vec<f32>, Vec<f32>)> {
+    plain(&[&norm.gamma, &norm.beta, &norm.mean, &norm.var]).then(|| {
+        let [gamma, beta, mean, var] =
+            [&norm.gamma, &norm.beta, &norm.mean, &norm.var].map(|t| contiguous(t.clone()));
+        cpu::norm_affine(
+            values(&gamma),
+            values(&beta),
+            values(&mean),
+            values(&var),
+            norm.epsilon,
+        )
+    })
+}
+
+/// The rest of a block after a convolution done by burn-flex's own op: the separate ops.
+fn finish(y: FlexTensor, norm: Option<NormInference<Flex>>, slope: Option<f64>) -> FlexTensor {
+    let y = match norm {
+        Some(n) => Flex::batch_norm_inference(y, n.gamma, n.beta, n.mean, n.var, n.epsilon),
+        None => y,
+    };
+    match slope {
+        Some(slope) => Flex::leaky_relu_forward(y, slope),
+        None => y,
+    }
+}
+
+/// A convolution, optionally followed by a batch normalisation at inference and a leaky ReLU,
+/// which the kernels apply per unit of images (bit for bit the separate ops).
+fn conv2d_with(
+    x: FlexTensor,
+    weight: FlexTensor,
+    bias: Option<FlexTensor>,
+    options: ConvOptions<2>,
+    norm: Option<NormInference<Flex>>,
+    slope: Option<f64>,
+) -> FlexTensor {
+    let (xs, ws) = (dims4(&x), dims4(&weight));
+    let win = conv_window(xs, [ws[2], ws[3]], options.stride, options.padding);
+    let affine = norm.as_ref().map(norm_affine);
+    match win {
+        Some(win)
+            if fast_conv(&options)
+                && win.positions() > FLEX_FORWARD_MAX_POSITIONS
+                && plain(&[&x, &weight])
+                && bias.as_ref().is_none_or(|b| plain(&[b]))
+                && affine.as_ref().is_none_or(Option::is_some) =>
+        {
+            let (x, weight) = (contiguous(x), contiguous(weight));
+            let bias = bias.map(contiguous);
+            let affine = affine.flatten();
+            let epi = cpu::Epilogue {
+                bias: bias.as_ref().map(values),
+                affine: affine.as_ref().map(|(s, t)| (s.as_slice(), t.as_slice())),
+                leaky: slope.map(|s| s as f32),
+            };
+            let y = cpu::lower(values(&weight), ws[0], values(&x), xs[0], &win, &epi);
+            tensor(y, [xs[0], ws[0], win.grid[0], win.grid[1]])
+        }
+        _ => finish(
+            <Flex as ModuleOps<Flex>>::conv2d(x, weight, bias, options),
+            norm,
+            slope,
+        ),
+    }
+}
+
+/// [`conv2d_with`] for a transposed convolution.
+fn conv_transpose2d_with(
+    x: FlexTensor,
+    weight: FlexTensor,
+    bias: Option<FlexTensor>,
+    options: ConvTransposeOptions<2>,
+    norm: Option<NormInference<Flex>>,
+    slope: Option<f64>,
+) -> FlexTensor {
+    let (xs, ws) = (dims4(&x), dims4(&weight));
+    let win = transposed_window(xs, ws[1], [ws[2], ws[3]], &options);
+    let affine = norm.as_ref().map(norm_affine);
+    match win {
+        Some(win)
+            if fast_transposed(&options)
+                && plain(&[&x, &weight])
+                && bias.as_ref().is_none_or(|b| plain(&[b]))
+                && affine.as_ref().is_none_or(Option::is_some) =>
+        {
+            let (x, weight) = (contiguous(x), contiguous(weight));
+            let bias = bias.map(contiguous);
+            let affine = affine.flatten();
+            let epi = cpu::Epilogue {
+                bias: bias.as_ref().map(values),
+                affine: affine.as_ref().map(|(s, t)| (s.as_slice(), t.as_slice())),
+                leaky: slope.map(|s| s as f32),
+            };
+            let y = cpu::raise(values(&weight), ws[0], values(&x), xs[0], &win, &epi);
+            tensor(y, [xs[0], ws[1], win.image[0], win.image[1]])
+        }
+        _ => finish(
+            <Flex as ModuleOps<Flex>>::conv_transpose2d(x, weight, bias, options),
+            norm,
+            slope,
+        ),
+    }
+}
+
 impl ConvBackend for Flex {
     fn leaky_relu_forward(x: FlexTensor, slope: f64) -> FlexTensor {
         if !plain(&[&x]) {
@@ -238,29 +344,18 @@ impl ConvBackend for Flex {
         bias: Option<FlexTensor>,
         options: ConvOptions<2>,
     ) -> FlexTensor {
-        let (xs, ws) = (dims4(&x), dims4(&weight));
-        let win = conv_window(xs, [ws[2], ws[3]], options.stride, options.padding);
-        match win {
-            Some(win)
-                if fast_conv(&options)
-                    && win.positions() > FLEX_FORWARD_MAX_POSITIONS
-                    && plain(&[&x, &weight])
-                    && bias.as_ref().is_none_or(|b| plain(&[b])) =>
-            {
-                let (x, weight) = (contiguous(x), contiguous(weight));
-                let bias = bias.map(contiguous);
-                let y = cpu::lower(
-                    values(&weight),
-                    ws[0],
-                    values(&x),
-                    xs[0],
-                    &win,
-                    bias.as_ref().map(values),
-                );
-                tensor(y, [xs[0], ws[0], win.grid[0], win.grid[1]])
-            }
-            _ => <Flex as ModuleOps<Flex>>::conv2d(x, weight, bias, options),
-        }
+        conv2d_with(x, weight, bias, options, None, None)
+    }
+
+    fn conv2d_norm_leaky(
+        x: FlexTensor,
+        weight: FlexTensor,
+        bias: Option<FlexTensor>,
+        options: ConvOptions<2>,
+        norm: NormInference<Flex>,
+        slope: f64,
+    ) -> FlexTensor {
+        conv2d_with(x, weight, bias, options, Some(norm), Some(slope))
     }
 
     fn conv2d_input_grad(
@@ -274,7 +369,14 @@ impl ConvBackend for Flex {
         match win {
             Some(win) if fast_conv(&options) && plain(&[&x, &weight, &output_grad]) => {
                 let (weight, dy) = (contiguous(weight), contiguous(output_grad));
-                let dx = cpu::raise(values(&weight), ws[0], values(&dy), xs[0], &win, None);
+                let dx = cpu::raise(
+                    values(&weight),
+                    ws[0],
+                    values(&dy),
+                    xs[0],
+                    &win,
+                    &cpu::Epilogue::default(),
+                );
                 tensor(dx, xs)
             }
             _ => <Flex as ModuleOps<Flex>>::conv2d_x_backward(x, weight, output_grad, options),
@@ -315,28 +417,18 @@ impl ConvBackend for Flex {
         bias: Option<FlexTensor>,
         options: ConvTransposeOptions<2>,
     ) -> FlexTensor {
-        let (xs, ws) = (dims4(&x), dims4(&weight));
-        let win = transposed_window(xs, ws[1], [ws[2], ws[3]], &options);
-        match win {
-            Some(win)
-                if fast_transposed(&options)
-                    && plain(&[&x, &weight])
-                    && bias.as_ref().is_none_or(|b| plain(&[b])) =>
-            {
-                let (x, weight) = (contiguous(x), contiguous(weight));
-                let bias = bias.map(contiguous);
-                let y = cpu::raise(
-                    values(&weight),
-                    ws[0],
-                    values(&x),
-                    xs[0],
-                    &win,
-                    bias.as_ref().map(values),
-                );
-                tensor(y, [xs[0], ws[1], win.image[0], win.image[1]])
-            }
-            _ => <Flex as ModuleOps<Flex>>::conv_transpose2d(x, weight, bias, options),
-        }
+        conv_transpose2d_with(x, weight, bias, options, None, None)
+    }
+
+    fn conv_transpose2d_norm_leaky(
+        x: FlexTensor,
+        weight: FlexTensor,
+        bias: Option<FlexTensor>,
+        options: ConvTransposeOptions<2>,
+        norm: NormInference<Flex>,
+        slope: f64,
+    ) -> FlexTensor {
+        conv_transpose2d_with(x, weight, bias, options, Some(norm), Some(slope))
     }
 
     fn conv_transpose2d_input_grad(
@@ -371,7 +463,14 @@ impl ConvBackend for Flex {
                     && plain(&[&weight, &output_grad]) =>
             {
                 let (weight, dy) = (contiguous(weight), contiguous(output_grad));
-                let dx = cpu::lower(values(&weight), ws[0], values(&dy), ys[0], &win, None);
+                let dx = cpu::lower(
+                    values(&weight),
+                    ws[0],
+                    values(&dy),
+                    ys[0],
+                    &win,
+                    &cpu::Epilogue::default(),
+                );
                 tensor(dx, [ys[0], ws[0], win.grid[0], win.grid[1]])
             }
             _ => {

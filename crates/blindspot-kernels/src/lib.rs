@@ -37,7 +37,7 @@ mod module;
 
 pub use alloc::keep_freed_memory;
 pub use backend::{
-    ConvAutodiffBackend, ConvBackend, batch_norm, batch_norm_inference, conv_transpose2d, conv2d,
-    leaky_relu,
+    ConvAutodiffBackend, ConvBackend, NormInference, NormTensors, batch_norm, batch_norm_inference,
+    conv_transpose2d, conv_transpose2d_norm_leaky, conv2d, conv2d_norm_leaky, leaky_relu,
 };
 pub use module::{Conv2d, Conv2dConfig, ConvTranspose2d, ConvTranspose2dConfig};

@@ -13,7 +13,10 @@ use burn::nn::conv as burn_conv;
 use burn::tensor::Tensor;
 use burn::tensor::ops::{ConvOptions, ConvTransposeOptions, PadMode};
 
-use crate::backend::{ConvBackend, conv_transpose2d, conv2d};
+use crate::backend::{
+    ConvBackend, NormTensors, conv_transpose2d, conv_transpose2d_norm_leaky, conv2d,
+    conv2d_norm_leaky,
+};
 
 /// Configuration of [`Conv2d`]: the fields and defaults of burn's `Conv2dConfig`.
 #[derive(Config, Debug)]
@@ -114,6 +117,42 @@ impl<B: ConvBackend> Conv2d<B> {
     /// # Shapes
     /// `[N, Cin, H, W]` → `[N, Cout, H', W']`
     pub fn forward(&self, x: Tensor<B, 4>) -> Tensor<B, 4> {
+        let (x, options) = self.padded(x);
+        conv2d(
+            x,
+            self.weight.val(),
+            self.bias.as_ref().map(Param::val),
+            options,
+        )
+    }
+
+    /// The block `leaky_relu(norm(conv(x)), slope)` at inference, with the normalisation's
+    /// running statistics, through [`ConvBackend::conv2d_norm_leaky`] (one pass over the output
+    /// where the backend fuses them).
+    ///
+    /// # Shapes
+    /// `[N, Cin, H, W]` → `[N, Cout, H', W']`, the normalisation's tensors `[Cout]`
+    pub fn forward_norm_leaky(
+        &self,
+        x: Tensor<B, 4>,
+        norm: NormTensors<B>,
+        slope: f64,
+    ) -> Tensor<B, 4> {
+        let (x, options) = self.padded(x);
+        conv2d_norm_leaky(
+            x,
+            self.weight.val(),
+            self.bias.as_ref().map(Param::val),
+            options,
+            norm,
+            slope,
+        )
+    }
+
+    /// `x` and the options of the convolution: symmetric padding goes into the options,
+    /// asymmetric padding is applied to the input first, as `burn::tensor::module::conv2d`
+    /// does.
+    fn padded(&self, x: Tensor<B, 4>) -> (Tensor<B, 4>, ConvOptions<2>) {
         let [_, _, h, w] = x.dims();
         let ((top, bottom), (left, right)) = match self.padding {
             PaddingConfig2d::Valid => ((0, 0), (0, 0)),
@@ -123,8 +162,6 @@ impl<B: ConvBackend> Conv2d<B> {
             ),
             PaddingConfig2d::Explicit(top, left, bottom, right) => ((top, bottom), (left, right)),
         };
-        // Asymmetric padding is applied to the input first, as `burn::tensor::module::conv2d`
-        // does.
         let (x, padding) = if top == bottom && left == right {
             (x, [top, left])
         } else {
@@ -133,12 +170,8 @@ impl<B: ConvBackend> Conv2d<B> {
                 [0, 0],
             )
         };
-        conv2d(
-            x,
-            self.weight.val(),
-            self.bias.as_ref().map(Param::val),
-            ConvOptions::new(self.stride, padding, self.dilation, self.groups),
-        )
+        let options = ConvOptions::new(self.stride, padding, self.dilation, self.groups);
+        (x, options)
     }
 }
 
@@ -247,13 +280,38 @@ impl<B: ConvBackend> ConvTranspose2d<B> {
             x,
             self.weight.val(),
             self.bias.as_ref().map(Param::val),
-            ConvTransposeOptions::new(
-                self.stride,
-                self.padding,
-                self.padding_out,
-                self.dilation,
-                self.groups,
-            ),
+            self.options(),
+        )
+    }
+
+    /// The block `leaky_relu(norm(conv_transpose(x)), slope)` at inference, through
+    /// [`ConvBackend::conv_transpose2d_norm_leaky`] (see [`Conv2d::forward_norm_leaky`]).
+    ///
+    /// # Shapes
+    /// as [`ConvTranspose2d::forward`], the normalisation's tensors `[Cout]`
+    pub fn forward_norm_leaky(
+        &self,
+        x: Tensor<B, 4>,
+        norm: NormTensors<B>,
+        slope: f64,
+    ) -> Tensor<B, 4> {
+        conv_transpose2d_norm_leaky(
+            x,
+            self.weight.val(),
+            self.bias.as_ref().map(Param::val),
+            self.options(),
+            norm,
+            slope,
+        )
+    }
+
+    fn options(&self) -> ConvTransposeOptions<2> {
+        ConvTransposeOptions::new(
+            self.stride,
+            self.padding,
+            self.padding_out,
+            self.dilation,
+            self.groups,
         )
     }
 }

@@ -4,7 +4,7 @@
 
 #![cfg(feature = "flex")]
 
-use blindspot_kernels::{ConvBackend, conv_transpose2d, conv2d};
+use blindspot_kernels::{ConvBackend, NormInference, conv_transpose2d, conv2d};
 use burn::backend::Autodiff;
 use burn::tensor::ops::{ConvOptions, ConvTransposeOptions, FloatTensor, ModuleOps};
 use burn::tensor::{Tensor, TensorData, TensorPrimitive};
@@ -218,6 +218,66 @@ fn check_autodiff(case: &Case) {
     }
 }
 
+/// The fused inference block (convolution, batch normalisation with given statistics, leaky
+/// ReLU) against the three ops one after the other on `Flex`: the same values, bit for bit.
+fn check_fused(case: &Case) {
+    let x = || {
+        tensor::<Flex, 4>(
+            [case.batch, case.cin, case.size[0], case.size[1]],
+            case.seed,
+        )
+    };
+    let w = || tensor::<Flex, 4>(case.weight_shape(), case.seed ^ 1);
+    let bias = || {
+        case.bias
+            .then(|| prim(tensor::<Flex, 1>([case.cout], case.seed ^ 2)))
+    };
+    let norm = || NormInference::<Flex> {
+        gamma: prim(tensor::<Flex, 1>([case.cout], case.seed ^ 4)),
+        beta: prim(tensor::<Flex, 1>([case.cout], case.seed ^ 5)),
+        mean: prim(tensor::<Flex, 1>([case.cout], case.seed ^ 6)),
+        var: prim(
+            tensor::<Flex, 1>([case.cout], case.seed ^ 7)
+                .abs()
+                .add_scalar(0.1),
+        ),
+        epsilon: 1e-5,
+    };
+    let slope = 0.01;
+    type M = Flex;
+    let (fused, conv) = if case.transposed {
+        let o = case.transposed_options();
+        (
+            M::conv_transpose2d_norm_leaky(prim(x()), prim(w()), bias(), o.clone(), norm(), slope),
+            M::conv_transpose2d_forward(prim(x()), prim(w()), bias(), o),
+        )
+    } else {
+        let o = case.conv_options();
+        (
+            M::conv2d_norm_leaky(prim(x()), prim(w()), bias(), o.clone(), norm(), slope),
+            M::conv2d_forward(prim(x()), prim(w()), bias(), o),
+        )
+    };
+    let n = norm();
+    let apart = M::leaky_relu_forward(
+        M::batch_norm_inference(conv, n.gamma, n.beta, n.mean, n.var, n.epsilon),
+        slope,
+    );
+    let (fused, apart) = (data(fused), data(apart));
+    assert_eq!(fused.shape, apart.shape, "{case:?}");
+    let bits = |d: &TensorData| -> Vec<u32> {
+        d.to_vec::<f32>()
+            .expect("f32")
+            .iter()
+            .map(|v| v.to_bits())
+            .collect()
+    };
+    assert!(
+        bits(&fused) == bits(&apart),
+        "fused block differs: {case:?}"
+    );
+}
+
 prop_compose! {
     fn case()(
         transposed in any::<bool>(),
@@ -272,6 +332,11 @@ proptest! {
     #[test]
     fn autodiff_matches_burn(c in case().prop_filter("non-empty output", valid)) {
         check_autodiff(&c);
+    }
+
+    #[test]
+    fn fused_block_is_the_three_ops(c in case().prop_filter("non-empty output", valid)) {
+        check_fused(&c);
     }
 }
 
@@ -329,6 +394,7 @@ fn vae_layers_128_width_1() {
     for case in vae_layers(4, 128, 1.0) {
         check_ops(&case);
         check_autodiff(&case);
+        check_fused(&case);
     }
 }
 
@@ -337,6 +403,7 @@ fn vae_layers_64_width_1() {
     for case in vae_layers(8, 64, 1.0) {
         check_ops(&case);
         check_autodiff(&case);
+        check_fused(&case);
     }
 }
 
@@ -345,6 +412,7 @@ fn vae_layers_64_width_half() {
     for case in vae_layers(8, 64, 0.5) {
         check_ops(&case);
         check_autodiff(&case);
+        check_fused(&case);
     }
 }
 

@@ -123,6 +123,13 @@ impl<B: ConvBackend> ConvBlock<B> {
     /// # Shapes
     /// `[N, Cin, H, W]` → `[N, Cout, H', W']`
     pub fn forward(&self, x: Tensor<B, 4>) -> Tensor<B, 4> {
+        let device = x.device();
+        if BatchNorm2d::<B>::is_inference(&device) {
+            let norm = self.norm.inference(&device);
+            return self
+                .conv
+                .forward_norm_leaky(x, norm, self.act.negative_slope);
+        }
         leaky_relu(
             self.norm.forward(self.conv.forward(x)),
             self.act.negative_slope,
@@ -154,6 +161,13 @@ impl<B: ConvBackend> UpBlock<B> {
     /// # Shapes
     /// `[N, Cin, H, W]` → `[N, Cout, 2H, 2W]`
     pub fn forward(&self, x: Tensor<B, 4>) -> Tensor<B, 4> {
+        let device = x.device();
+        if BatchNorm2d::<B>::is_inference(&device) {
+            let norm = self.norm.inference(&device);
+            return self
+                .conv
+                .forward_norm_leaky(x, norm, self.act.negative_slope);
+        }
         leaky_relu(
             self.norm.forward(self.conv.forward(x)),
             self.act.negative_slope,

@@ -8,7 +8,7 @@
 //! reductions over contiguous axes and `[N, C, 1]` broadcasts elsewhere. Its parameters and
 //! running statistics carry the same names as burn's module, so checkpoints keep their keys.
 
-use blindspot_kernels::{ConvBackend, batch_norm, batch_norm_inference};
+use blindspot_kernels::{ConvBackend, NormTensors, batch_norm, batch_norm_inference};
 use burn::config::Config;
 use burn::module::{Module, Param, RunningState};
 use burn::nn::Initializer;
@@ -92,15 +92,26 @@ impl<B: ConvBackend> BatchNorm2d<B> {
     }
 
     fn forward_inference(&self, x: Tensor<B, 4>) -> Tensor<B, 4> {
-        let device = x.device();
-        batch_norm_inference(
-            x,
-            self.gamma.val(),
-            self.beta.val(),
-            self.running_mean.value().to_device(&device),
-            self.running_var.value().to_device(&device),
-            self.epsilon,
-        )
+        let n = self.inference(&x.device());
+        batch_norm_inference(x, n.gamma, n.beta, n.mean, n.var, n.epsilon)
+    }
+
+    /// Whether [`forward`](Self::forward) normalises with the running statistics (no autodiff
+    /// on `device`): then [`inference`](Self::inference) says how.
+    pub fn is_inference(device: &B::Device) -> bool {
+        !B::ad_enabled(device)
+    }
+
+    /// The parameters and running statistics that normalise at inference, on `device` (for a
+    /// convolution that applies them as it writes its output).
+    pub fn inference(&self, device: &B::Device) -> NormTensors<B> {
+        NormTensors {
+            gamma: self.gamma.val(),
+            beta: self.beta.val(),
+            mean: self.running_mean.value().to_device(device),
+            var: self.running_var.value().to_device(device),
+            epsilon: self.epsilon,
+        }
     }
 }
 

@@ -156,6 +156,14 @@ fn add_cols(win: &Window, ph: &Phases, cols: &[f32], q0: usize, q1: usize, plane
     }
 }
 
+/// `len` zeros, written by all threads: an output buffer that a serial `vec![0.0; len]` would
+/// zero (and fault in) on one thread while the others wait.
+fn zeroed(len: usize) -> Vec<f32> {
+    let mut v = Vec::with_capacity(len);
+    v.par_extend(rayon::iter::repeat_n(0.0f32, len));
+    v
+}
+
 /// The first `len` values of `buf`, grown when shorter. Old contents are left in place: every
 /// caller overwrites what it reads.
 fn grow(buf: &mut Vec<f32>, len: usize) -> &mut [f32] {
@@ -165,11 +173,47 @@ fn grow(buf: &mut Vec<f32>, len: usize) -> &mut [f32] {
     &mut buf[..len]
 }
 
-/// Adds `bias[c]` to every value of channel `c` of `[nb, channels, len]` maps.
-fn add_bias(out: &mut [f32], bias: Option<&[f32]>, len: usize) {
-    if let Some(bias) = bias {
-        for (row, &b) in out.chunks_exact_mut(len).zip(bias.iter().cycle()) {
-            row.iter_mut().for_each(|v| *v += b);
+/// What follows a convolution on its output: the bias, then a per-channel affine map (a batch
+/// normalisation with given statistics), then a leaky ReLU, in that order. The kernels apply it
+/// to each unit's output while that is still in cache, instead of three more passes over the
+/// whole output, with the arithmetic of the separate ops ([`channel_affine`], [`leaky_relu`]):
+/// the results are the same bit for bit.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Epilogue<'a> {
+    /// `bias[c]` added to channel `c`.
+    pub bias: Option<&'a [f32]>,
+    /// `(scale, shift)`: `v·scale[c] + shift[c]` on channel `c`.
+    pub affine: Option<(&'a [f32], &'a [f32])>,
+    /// The negative slope of a leaky ReLU.
+    pub leaky: Option<f32>,
+}
+
+impl Epilogue<'_> {
+    /// Just a bias (or nothing).
+    pub fn bias(bias: Option<&[f32]>) -> Epilogue<'_> {
+        Epilogue {
+            bias,
+            ..Epilogue::default()
+        }
+    }
+
+    /// Applies it to `[nb, channels, len]` maps.
+    fn apply(&self, out: &mut [f32], channels: usize, len: usize) {
+        if self.bias.is_none() && self.affine.is_none() && self.leaky.is_none() {
+            return;
+        }
+        for (r, row) in out.chunks_exact_mut(len.max(1)).enumerate() {
+            let ch = r % channels.max(1);
+            if let Some(bias) = self.bias {
+                let b = bias[ch];
+                row.iter_mut().for_each(|v| *v += b);
+            }
+            if let Some((scale, shift)) = self.affine {
+                norm::affine_row(row, scale[ch], shift[ch]);
+            }
+            if let Some(slope) = self.leaky {
+                norm::leaky_row(row, slope);
+            }
         }
     }
 }
@@ -206,10 +250,10 @@ fn compact(win: &Window, ph: &Phases, ext: &[f32], m: usize, g: &mut [f32]) {
     }
 }
 
-/// `out[n] = w · col(src[n])` for the `n` images of `src`, plus `bias[r]` on row `r`.
+/// `out[n] = w · col(src[n])` for the `n` images of `src`, followed by `epi`.
 ///
 /// # Shapes
-/// `w`: `[m, win.rows()]`, `src`: `n` images of [`Window::image_len`], bias `[m]` →
+/// `w`: `[m, win.rows()]`, `src`: `n` images of [`Window::image_len`], `epi`'s vectors `[m]` →
 /// `[n, m, win.positions()]`
 ///
 /// # Panics
@@ -220,12 +264,12 @@ pub fn lower(
     src: &[f32],
     n: usize,
     win: &Window,
-    bias: Option<&[f32]>,
+    epi: &Epilogue<'_>,
 ) -> Vec<f32> {
     let (c, taps, p, ilen) = (win.channels, win.taps(), win.positions(), win.image_len());
     assert_eq!(w.len(), m * c * taps, "lower: weight length");
     assert_eq!(src.len(), n * ilen, "lower: input length");
-    let mut out = vec![0.0f32; n * m * p];
+    let mut out = zeroed(n * m * p);
     if out.is_empty() {
         return out;
     }
@@ -275,15 +319,17 @@ pub fn lower(
                     compact(win, &ph, ext, m, o);
                 });
             }
-            add_bias(o, bias, p);
+            epi.apply(o, m, p);
         });
     out
 }
 
-/// `out[n] = col2im(wᵀ · g[n])` for the `n` grids of `g`, plus `bias[c]` on image channel `c`.
+/// `out[n] = col2im(wᵀ · g[n])` for the `n` grids of `g`, followed by `epi` (per image
+/// channel).
 ///
 /// # Shapes
-/// `w`: `[m, win.rows()]`, `g`: `[n, m, win.positions()]`, bias `[win.channels]` → `n` images
+/// `w`: `[m, win.rows()]`, `g`: `[n, m, win.positions()]`, `epi`'s vectors `[win.channels]` →
+/// `n` images
 /// of [`Window::image_len`]
 ///
 /// # Panics
@@ -294,12 +340,12 @@ pub fn raise(
     g: &[f32],
     n: usize,
     win: &Window,
-    bias: Option<&[f32]>,
+    epi: &Epilogue<'_>,
 ) -> Vec<f32> {
     let (c, taps, p, ilen) = (win.channels, win.taps(), win.positions(), win.image_len());
     assert_eq!(w.len(), m * c * taps, "raise: weight length");
     assert_eq!(g.len(), n * m * p, "raise: gradient length");
-    let mut out = vec![0.0f32; n * ilen];
+    let mut out = zeroed(n * ilen);
     if out.is_empty() {
         return out;
     }
@@ -351,7 +397,7 @@ pub fn raise(
                     merge(win, &ph, planes, o);
                 });
             }
-            add_bias(o, bias, win.image[0] * win.image[1]);
+            epi.apply(o, c, win.image[0] * win.image[1]);
         });
     out
 }

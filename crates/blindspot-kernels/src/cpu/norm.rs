@@ -102,9 +102,20 @@ pub fn channel_affine(x: &mut [f32], c: usize, len: usize, scale: &[f32], shift:
     assert!(scale.len() == c && shift.len() == c && x.len().is_multiple_of((c * len).max(1)));
     rows_mut(x, len, |row_index, row| {
         let ch = row_index % c;
-        let (s, t) = (scale[ch], shift[ch]);
-        row.iter_mut().for_each(|v| *v = *v * s + t);
+        affine_row(row, scale[ch], shift[ch]);
     });
+}
+
+/// `v·s + t` on a row (the arithmetic of [`channel_affine`]).
+pub(super) fn affine_row(row: &mut [f32], s: f32, t: f32) {
+    row.iter_mut().for_each(|v| *v = *v * s + t);
+}
+
+/// Leaky ReLU on a row (the arithmetic of [`leaky_relu`]).
+pub(super) fn leaky_row(row: &mut [f32], slope: f32) {
+    // a multiplier picked by the sign, not a branch: vectorises (and keeps NaN and −0)
+    row.iter_mut()
+        .for_each(|v| *v *= if *v < 0.0 { slope } else { 1.0 });
 }
 
 /// `x·scale[c] + shift[c]` on `[n, c, len]` maps, into a new buffer in one pass (no zeroing
@@ -223,11 +234,8 @@ pub fn batch_norm_grad(
 pub fn leaky_relu(x: &mut [f32], slope: f32) {
     // `move`: a captured reference to `slope` would be reloaded per element (it might alias the
     // row, as far as the optimiser knows), which keeps the loop scalar
-    x.par_chunks_mut(ROW_GRAIN).for_each(move |row| {
-        // a multiplier picked by the sign, not a branch: vectorises (and keeps NaN and −0)
-        row.iter_mut()
-            .for_each(|v| *v *= if *v < 0.0 { slope } else { 1.0 });
-    });
+    x.par_chunks_mut(ROW_GRAIN)
+        .for_each(move |row| leaky_row(row, slope));
 }
 
 /// Gradient of leaky ReLU from its input or, for `slope > 0`, its output `y` (the same sign):
