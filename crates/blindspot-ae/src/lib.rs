@@ -1,4 +1,4 @@
-//! Deterministic autoencoders on the VAE's backbone (blindspot-vae): a plain autoencoder and a
+//! Deterministic autoencoders on the VAE's backbone (blindspot-backbone): a plain autoencoder and a
 //! denoising autoencoder with coarse noise (low-resolution Gaussian noise, upsampled bilinearly
 //! and added inside the brain; the model learns to return the clean slice).
 //!
@@ -7,10 +7,10 @@
 //!     → init::<B>(&device) → Autoencoder<B> → Model::loss / Model::infer
 //! ```
 
+use blindspot_backbone::{BackboneConfig, ConvBackend, Decoder, Encoder};
 use blindspot_core::{
-    Batch, Inference, LossOutput, MapKind, Model, masked_l1, standard_normal, stat,
+    Batch, Inference, InvalidConfig, LossOutput, MapKind, Model, masked_l1, standard_normal, stat,
 };
-use blindspot_vae::{BackboneConfig, ConvBackend, Decoder, Encoder};
 use burn::config::Config;
 use burn::module::Module;
 use burn::nn::{Linear, LinearConfig};
@@ -19,30 +19,8 @@ use burn::tensor::module::interpolate;
 use burn::tensor::ops::{InterpolateMode, InterpolateOptions};
 use rand_chacha::ChaCha8Rng;
 
-/// An invalid autoencoder setting.
-#[derive(Debug, Clone, PartialEq, thiserror::Error)]
-pub enum AeError {
-    /// A configuration value is out of range.
-    #[error("invalid value {value} for `{key}`: allowed {allowed}")]
-    InvalidConfig {
-        /// The configuration key.
-        key: &'static str,
-        /// The offending value.
-        value: String,
-        /// What is allowed.
-        allowed: &'static str,
-    },
-    /// The backbone configuration is invalid.
-    #[error(transparent)]
-    Backbone(#[from] blindspot_vae::VaeError),
-}
-
-fn invalid(key: &'static str, value: impl ToString, allowed: &'static str) -> AeError {
-    AeError::InvalidConfig {
-        key,
-        value: value.to_string(),
-        allowed,
-    }
+fn invalid(key: &'static str, value: impl ToString, allowed: &'static str) -> InvalidConfig {
+    InvalidConfig::new(key, value, allowed)
 }
 
 /// Coarse noise of a denoising autoencoder.
@@ -77,8 +55,8 @@ impl AutoencoderConfig {
     /// Checks every value once.
     ///
     /// # Errors
-    /// [`AeError`] naming the key.
-    pub fn validate(&self) -> Result<(), AeError> {
+    /// [`InvalidConfig`] naming the key.
+    pub fn validate(&self) -> Result<(), InvalidConfig> {
         self.backbone.validate()?;
         if self.latent_dim == 0 {
             return Err(invalid("latent_dim", 0, "an integer >= 1"));
@@ -98,7 +76,10 @@ impl AutoencoderConfig {
     ///
     /// # Errors
     /// As [`AutoencoderConfig::validate`].
-    pub fn init<B: ConvBackend>(&self, device: &B::Device) -> Result<Autoencoder<B>, AeError> {
+    pub fn init<B: ConvBackend>(
+        &self,
+        device: &B::Device,
+    ) -> Result<Autoencoder<B>, InvalidConfig> {
         self.validate()?;
         let flat = self.backbone.flat_features();
         Ok(Autoencoder {

@@ -9,7 +9,7 @@ use rand_chacha::ChaCha8Rng;
 
 use crate::checkpoint::{Checkpoints, Which};
 use crate::data::SliceSource;
-use crate::error::{Error, Result};
+use crate::error::{InvalidConfig, Result};
 use crate::model::{Batch, Inference, Model};
 use crate::train::{TrainConfig, Trainer};
 
@@ -48,11 +48,7 @@ impl<M> Ensemble<M> {
         S: SliceSource + ?Sized,
     {
         if n == 0 {
-            return Err(Error::InvalidConfig {
-                key: "members",
-                value: "0".into(),
-                allowed: "an integer >= 1",
-            });
+            return Err(InvalidConfig::new("members", 0, "an integer >= 1").into());
         }
         let mut members = Vec::with_capacity(n);
         for i in 0..n {

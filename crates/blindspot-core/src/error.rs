@@ -2,6 +2,30 @@
 
 use std::path::PathBuf;
 
+/// A configuration value out of range: the one config error of the model crates and core,
+/// naming the key, the value and what is allowed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid value {value} for `{key}`: allowed {allowed}")]
+pub struct InvalidConfig {
+    /// The configuration key.
+    pub key: &'static str,
+    /// The offending value.
+    pub value: String,
+    /// What is allowed.
+    pub allowed: &'static str,
+}
+
+impl InvalidConfig {
+    /// `value` refused for `key`; `allowed` says what is accepted.
+    pub fn new(key: &'static str, value: impl ToString, allowed: &'static str) -> Self {
+        Self {
+            key,
+            value: value.to_string(),
+            allowed,
+        }
+    }
+}
+
 /// Everything that can go wrong in the model contract, checkpoints and the training loop.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -38,15 +62,8 @@ pub enum Error {
         message: String,
     },
     /// A configuration value is out of range.
-    #[error("invalid value {value} for `{key}`: allowed {allowed}")]
-    InvalidConfig {
-        /// The configuration key.
-        key: &'static str,
-        /// The offending value.
-        value: String,
-        /// What is allowed.
-        allowed: &'static str,
-    },
+    #[error(transparent)]
+    InvalidConfig(#[from] InvalidConfig),
     /// The run directory holds a checkpoint of a run with a different configuration.
     #[error(
         "cannot resume from {path}: `{key}` was {saved} there but is {current} now (use a new output directory or the old value)"

@@ -22,7 +22,7 @@ pub use checkpoint::{
 };
 pub use data::{InMemorySlices, SliceSource, epoch_order, load_batch};
 pub use ensemble::Ensemble;
-pub use error::{Error, Result};
+pub use error::{Error, InvalidConfig, Result};
 pub use model::{
     Batch, Inference, LossOutput, MapKind, Model, SliceOutputs, masked_l1, standard_normal, stat,
     trainable_params,

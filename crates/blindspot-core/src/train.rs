@@ -19,7 +19,7 @@ use crate::checkpoint::{
     Checkpoints, OPTIMIZER_FILE, RngState, RunState, Which, model_to_bytes, param_ids,
 };
 use crate::data::{SliceSource, epoch_order, load_batch};
-use crate::error::{Error, Result, io, json};
+use crate::error::{Error, InvalidConfig, Result, io, json};
 use crate::model::{Model, read_f32};
 
 /// How long to train.
@@ -87,11 +87,7 @@ impl Default for TrainConfig {
 }
 
 fn invalid(key: &'static str, value: impl ToString, allowed: &'static str) -> Error {
-    Error::InvalidConfig {
-        key,
-        value: value.to_string(),
-        allowed,
-    }
+    InvalidConfig::new(key, value, allowed).into()
 }
 
 impl TrainConfig {
@@ -312,10 +308,12 @@ impl Trainer {
                     }
                 })?;
             optim = optim.load_record(record);
-            rng = state.rng.restore().ok_or_else(|| Error::InvalidConfig {
-                key: "rng",
-                value: format!("{:?}", state.rng),
-                allowed: "a state written by this program",
+            rng = state.rng.restore().ok_or_else(|| {
+                invalid(
+                    "rng",
+                    format!("{:?}", state.rng),
+                    "a state written by this program",
+                )
             })?;
             step = state.step;
             best_val = state.best_val;

@@ -9,7 +9,9 @@
 
 mod layers;
 
-use blindspot_core::{Batch, Inference, LossOutput, MapKind, Model, standard_normal, stat};
+use blindspot_core::{
+    Batch, Inference, InvalidConfig, LossOutput, MapKind, Model, standard_normal, stat,
+};
 use blindspot_kernels::ConvBackend;
 use burn::config::Config;
 use burn::module::Module;
@@ -18,27 +20,8 @@ use rand_chacha::ChaCha8Rng;
 
 pub use layers::{ActNorm, AffineCoupling, FlowStep, InvConv1x1, squeeze, unsqueeze};
 
-/// An invalid flow setting.
-#[derive(Debug, Clone, PartialEq, thiserror::Error)]
-pub enum FlowError {
-    /// A configuration value is out of range.
-    #[error("invalid value {value} for `{key}`: allowed {allowed}")]
-    InvalidConfig {
-        /// The configuration key.
-        key: &'static str,
-        /// The offending value.
-        value: String,
-        /// What is allowed.
-        allowed: &'static str,
-    },
-}
-
-fn invalid(key: &'static str, value: impl ToString, allowed: &'static str) -> FlowError {
-    FlowError::InvalidConfig {
-        key,
-        value: value.to_string(),
-        allowed,
-    }
+fn invalid(key: &'static str, value: impl ToString, allowed: &'static str) -> InvalidConfig {
+    InvalidConfig::new(key, value, allowed)
 }
 
 /// Configuration of [`Flow`].
@@ -66,8 +49,8 @@ impl FlowConfig {
     /// Checks every value once.
     ///
     /// # Errors
-    /// [`FlowError::InvalidConfig`] naming the key.
-    pub fn validate(&self) -> Result<(), FlowError> {
+    /// [`InvalidConfig`] naming the key.
+    pub fn validate(&self) -> Result<(), InvalidConfig> {
         if self.levels == 0 || self.levels > 8 {
             return Err(invalid("levels", self.levels, "1..=8"));
         }
@@ -100,7 +83,7 @@ impl FlowConfig {
     ///
     /// # Errors
     /// As [`FlowConfig::validate`].
-    pub fn init<B: ConvBackend>(&self, device: &B::Device) -> Result<Flow<B>, FlowError> {
+    pub fn init<B: ConvBackend>(&self, device: &B::Device) -> Result<Flow<B>, InvalidConfig> {
         self.validate()?;
         let mut levels = Vec::with_capacity(self.levels);
         let mut c = 1;

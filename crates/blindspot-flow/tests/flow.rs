@@ -1,8 +1,9 @@
 //! Flow invertibility, exact log-determinant (against finite differences), likelihood
 //! bookkeeping and learning, on the CPU test backend.
 
+use blindspot_core::InvalidConfig;
 use blindspot_core::{Batch, Duration, InMemorySlices, Model, TrainConfig, Trainer, seeded, stat};
-use blindspot_flow::{Flow, FlowConfig, FlowError, squeeze, unsqueeze};
+use blindspot_flow::{Flow, FlowConfig, squeeze, unsqueeze};
 use blindspot_testkit::{TestAutodiffBackend, TestBackend, device, phantom_slices};
 use burn::module::{AutodiffModule, Module, ModuleMapper, Param};
 use burn::tensor::{Tensor, TensorData};
@@ -221,7 +222,7 @@ fn invalid_configs_name_the_key() {
     let bad = FlowConfig::new().with_input_size(20).with_levels(3);
     assert!(matches!(
         bad.validate(),
-        Err(FlowError::InvalidConfig {
+        Err(InvalidConfig {
             key: "input_size",
             ..
         })
@@ -229,7 +230,7 @@ fn invalid_configs_name_the_key() {
     let bad = FlowConfig::new().with_levels(0);
     assert!(matches!(
         bad.validate(),
-        Err(FlowError::InvalidConfig { key: "levels", .. })
+        Err(InvalidConfig { key: "levels", .. })
     ));
 }
 

@@ -72,15 +72,9 @@ pub enum RunError {
     /// Training or inference failed.
     #[error(transparent)]
     Model(#[from] blindspot_core::Error),
-    /// The model configuration was refused.
+    /// A model crate refused a setting.
     #[error(transparent)]
-    Vae(#[from] blindspot_vae::VaeError),
-    /// The autoencoder configuration was refused.
-    #[error(transparent)]
-    Ae(#[from] blindspot_ae::AeError),
-    /// The flow configuration was refused.
-    #[error(transparent)]
-    Flow(#[from] blindspot_flow::FlowError),
+    ModelConfig(#[from] blindspot_core::InvalidConfig),
     /// An OOD statistic or the gate failed.
     #[error(transparent)]
     Ood(#[from] blindspot_ood::OodError),
@@ -134,17 +128,14 @@ impl RunError {
     /// Whether the error is the user's configuration (exit code 2) rather than a runtime
     /// failure (exit code 1).
     pub fn is_config(&self) -> bool {
-        // the model crates' errors are all refusals of a setting
         matches!(
             self,
             RunError::Config(_)
                 | RunError::Unsupported { .. }
                 | RunError::Refused { .. }
-                | RunError::Vae(_)
-                | RunError::Ae(_)
-                | RunError::Flow(_)
+                | RunError::ModelConfig(_)
                 | RunError::Model(
-                    blindspot_core::Error::InvalidConfig { .. }
+                    blindspot_core::Error::InvalidConfig(_)
                         | blindspot_core::Error::ResumeMismatch { .. }
                 )
         )
@@ -837,7 +828,7 @@ pub fn run<B: ConvAutodiffBackend>(
 /// The model crate's config of `config.model` at the configured slice size, validated.
 ///
 /// # Errors
-/// [`RunError::Vae`] when the VAE refuses it.
+/// [`RunError::ModelConfig`] when the VAE refuses it.
 pub fn vae_config(config: &RunConfig) -> Result<VaeConfig> {
     let [h, _] = config.preprocess.slice_size;
     let vae = VaeConfig::new()
@@ -857,7 +848,7 @@ pub fn vae_config(config: &RunConfig) -> Result<VaeConfig> {
 /// size, validated. The flow's coupling width is `64 * model.width` channels (at least 8).
 ///
 /// # Errors
-/// [`RunError::Vae`], [`RunError::Ae`] or [`RunError::Flow`] when the model refuses it.
+/// [`RunError::ModelConfig`] when the model refuses it.
 pub fn model_spec(config: &RunConfig) -> Result<ModelSpec> {
     let [h, _] = config.preprocess.slice_size;
     let m = &config.model;
@@ -2178,19 +2169,10 @@ mod tests {
 
     #[test]
     fn a_model_crate_refusing_a_setting_is_a_config_error() {
-        let vae = blindspot_vae::VaeError::InvalidConfig {
-            key: "width",
-            value: "0".into(),
-            allowed: "> 0",
-        };
-        assert!(RunError::Vae(vae.clone()).is_config());
-        assert!(RunError::Ae(blindspot_ae::AeError::Backbone(vae)).is_config());
-        let core = blindspot_core::Error::InvalidConfig {
-            key: "batch_size",
-            value: "0".into(),
-            allowed: ">= 1",
-        };
-        assert!(RunError::Model(core).is_config());
+        let width = blindspot_core::InvalidConfig::new("width", 0, "> 0");
+        assert!(RunError::ModelConfig(width).is_config());
+        let core = blindspot_core::InvalidConfig::new("batch_size", 0, ">= 1");
+        assert!(RunError::Model(core.into()).is_config());
         let runtime = blindspot_core::Error::NoCheckpoint {
             dir: "x".into(),
             which: "last",

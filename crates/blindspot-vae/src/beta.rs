@@ -3,7 +3,11 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::error::{VaeError, invalid};
+use blindspot_core::InvalidConfig;
+
+fn invalid(key: &'static str, value: impl ToString, allowed: &'static str) -> InvalidConfig {
+    InvalidConfig::new(key, value, allowed)
+}
 
 /// How the KL weight beta evolves with the training step.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -110,8 +114,8 @@ impl BetaSchedule {
     /// Checks the parameters.
     ///
     /// # Errors
-    /// [`VaeError::InvalidConfig`] naming the field.
-    pub fn validate(&self) -> Result<(), VaeError> {
+    /// [`InvalidConfig`] naming the field.
+    pub fn validate(&self) -> Result<(), InvalidConfig> {
         let finite_nonneg = |key, v: f64| {
             if v.is_finite() && v >= 0.0 {
                 Ok(())
@@ -248,7 +252,7 @@ mod tests {
         };
         assert!(matches!(
             bad.validate(),
-            Err(VaeError::InvalidConfig {
+            Err(InvalidConfig {
                 key: "beta.start",
                 ..
             })
@@ -261,7 +265,7 @@ mod tests {
         };
         assert!(matches!(
             bad.validate(),
-            Err(VaeError::InvalidConfig {
+            Err(InvalidConfig {
                 key: "beta.fraction",
                 ..
             })

@@ -10,17 +10,10 @@
 //! VaeConfig::new() → validate/init::<B>(&device) → Vae<B> → Model::loss / Model::infer
 //! ```
 
-mod backbone;
 mod beta;
-mod error;
-mod norm;
 mod vae;
 
-pub use backbone::{BOTTLENECK_CHANNELS, BackboneConfig, ConvBlock, Decoder, Encoder, UpBlock};
 pub use beta::BetaSchedule;
-/// The backend bound of the models built on this backbone (convolutions through
-/// `blindspot-kernels`); training code asks for [`ConvAutodiffBackend`].
-pub use blindspot_kernels::{ConvAutodiffBackend, ConvBackend};
-pub use error::VaeError;
-pub use norm::{BatchNorm2d, BatchNorm2dConfig};
+/// The backbone the VAE is built on, for callers that configure it (`VaeConfig::backbone`).
+pub use blindspot_backbone::{BackboneConfig, ConvAutodiffBackend, ConvBackend};
 pub use vae::{Vae, VaeConfig, VaeOutput};

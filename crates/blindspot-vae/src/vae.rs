@@ -11,9 +11,9 @@ use burn::tensor::Tensor;
 use burn::tensor::backend::Backend;
 use rand_chacha::ChaCha8Rng;
 
-use crate::backbone::{BackboneConfig, Decoder, Encoder};
 use crate::beta::BetaSchedule;
-use crate::error::{VaeError, invalid};
+use blindspot_backbone::{BackboneConfig, Decoder, Encoder};
+use blindspot_core::InvalidConfig;
 
 /// Configuration of [`Vae`].
 #[derive(Config, Debug, PartialEq)]
@@ -37,11 +37,11 @@ impl VaeConfig {
     /// Checks every value once.
     ///
     /// # Errors
-    /// [`VaeError::InvalidConfig`] naming the key and what is allowed.
-    pub fn validate(&self) -> Result<(), VaeError> {
+    /// [`InvalidConfig`] naming the key and what is allowed.
+    pub fn validate(&self) -> Result<(), InvalidConfig> {
         self.backbone.validate()?;
         if self.latent_dim == 0 {
-            return Err(invalid("latent_dim", 0, "an integer >= 1"));
+            return Err(InvalidConfig::new("latent_dim", 0, "an integer >= 1"));
         }
         self.beta.validate()
     }
@@ -50,8 +50,8 @@ impl VaeConfig {
     /// with [`blindspot_core::seeded`] first).
     ///
     /// # Errors
-    /// [`VaeError::InvalidConfig`] when [`VaeConfig::validate`] fails.
-    pub fn init<B: ConvBackend>(&self, device: &B::Device) -> Result<Vae<B>, VaeError> {
+    /// [`InvalidConfig`] when [`VaeConfig::validate`] fails.
+    pub fn init<B: ConvBackend>(&self, device: &B::Device) -> Result<Vae<B>, InvalidConfig> {
         self.validate()?;
         let flat = self.backbone.flat_features();
         Ok(Vae {

@@ -2,11 +2,11 @@
 //! learning, lesion sensitivity, training loop (resume, checkpoints, NaN guard).
 
 use blindspot_core::{
-    Batch, Checkpoints, Duration, InMemorySlices, Model, TrainConfig, Trainer, Which, load_model,
-    save_model, seeded, stat, trainable_params,
+    Batch, Checkpoints, Duration, InMemorySlices, InvalidConfig, Model, TrainConfig, Trainer,
+    Which, load_model, save_model, seeded, stat, trainable_params,
 };
 use blindspot_testkit::{TestAutodiffBackend, TestBackend, add_blob, device, phantom_slices};
-use blindspot_vae::{BackboneConfig, BetaSchedule, VaeConfig, VaeError};
+use blindspot_vae::{BackboneConfig, BetaSchedule, VaeConfig};
 use burn::module::{AutodiffModule, Module};
 use burn::tensor::Tensor;
 use rand::SeedableRng;
@@ -68,7 +68,7 @@ fn invalid_configs_name_the_key() {
     let bad = VaeConfig::new().with_backbone(BackboneConfig::new().with_input_size(100));
     assert!(matches!(
         bad.init::<TestBackend>(&device()),
-        Err(VaeError::InvalidConfig {
+        Err(InvalidConfig {
             key: "input_size",
             ..
         })
@@ -76,7 +76,7 @@ fn invalid_configs_name_the_key() {
     let bad = VaeConfig::new().with_latent_dim(0);
     assert!(matches!(
         bad.validate(),
-        Err(VaeError::InvalidConfig {
+        Err(InvalidConfig {
             key: "latent_dim",
             ..
         })
@@ -84,7 +84,7 @@ fn invalid_configs_name_the_key() {
     let bad = VaeConfig::new().with_backbone(BackboneConfig::new().with_width(-1.0));
     assert!(matches!(
         bad.validate(),
-        Err(VaeError::InvalidConfig { key: "width", .. })
+        Err(InvalidConfig { key: "width", .. })
     ));
 }
 

@@ -9,8 +9,8 @@ use burn::module::Module;
 use burn::nn::{LeakyRelu, LeakyReluConfig, PaddingConfig2d};
 use burn::tensor::Tensor;
 
-use crate::error::{VaeError, invalid};
 use crate::norm::{BatchNorm2d, BatchNorm2dConfig};
+use blindspot_core::InvalidConfig;
 
 /// Channels of the bottleneck feature map (fixed by the architecture).
 pub const BOTTLENECK_CHANNELS: usize = 16;
@@ -30,17 +30,21 @@ impl BackboneConfig {
     /// Checks the geometry.
     ///
     /// # Errors
-    /// [`VaeError::InvalidConfig`] naming the key.
-    pub fn validate(&self) -> Result<(), VaeError> {
+    /// [`InvalidConfig`] naming the key.
+    pub fn validate(&self) -> Result<(), InvalidConfig> {
         if self.input_size < 16 || !self.input_size.is_multiple_of(16) {
-            return Err(invalid(
+            return Err(InvalidConfig::new(
                 "input_size",
                 self.input_size,
                 "a multiple of 16 (64, 128 or 256)",
             ));
         }
         if !(self.width.is_finite() && self.width > 0.0 && self.width <= 16.0) {
-            return Err(invalid("width", self.width, "a number in (0, 16]"));
+            return Err(InvalidConfig::new(
+                "width",
+                self.width,
+                "a number in (0, 16]",
+            ));
         }
         Ok(())
     }
