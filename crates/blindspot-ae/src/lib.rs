@@ -8,6 +8,10 @@
 //! ```
 
 use blindspot_backbone::{BackboneConfig, ConvBackend, Decoder, Encoder};
+mod family;
+
+pub use family::{AeFamily, AeSettings, DaeFamily, DaeSettings};
+
 use blindspot_core::{
     Batch, Inference, InvalidConfig, LossOutput, MapKind, Model, masked_l1, standard_normal, stat,
 };

@@ -13,6 +13,7 @@ mod checkpoint;
 mod data;
 mod ensemble;
 mod error;
+mod family;
 mod model;
 mod train;
 
@@ -23,6 +24,7 @@ pub use checkpoint::{
 pub use data::{InMemorySlices, SliceSource, epoch_order, load_batch};
 pub use ensemble::Ensemble;
 pub use error::{Error, InvalidConfig, Result};
+pub use family::{Family, Members, TrainJob};
 pub use model::{
     Batch, Inference, LossOutput, MapKind, Model, SliceOutputs, masked_l1, standard_normal, stat,
     trainable_params,

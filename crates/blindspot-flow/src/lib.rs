@@ -7,6 +7,7 @@
 //! Flow::forward: x → (z per level, log|det ∂z/∂x|);  Flow::inverse: z → x
 //! ```
 
+mod family;
 mod layers;
 
 use blindspot_core::{
@@ -18,6 +19,7 @@ use burn::module::Module;
 use burn::tensor::Tensor;
 use rand_chacha::ChaCha8Rng;
 
+pub use family::{FlowFamily, FlowSettings};
 pub use layers::{ActNorm, AffineCoupling, FlowStep, InvConv1x1, squeeze, unsqueeze};
 
 fn invalid(key: &'static str, value: impl ToString, allowed: &'static str) -> InvalidConfig {

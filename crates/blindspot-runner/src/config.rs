@@ -5,8 +5,9 @@
 //! validated once by [`RunConfig::from_toml_str`]: every error names the key, the value and
 //! what is allowed. The sections of other crates are their own plain configs, checked by
 //! their own validators: `[synth]` ([`SynthConfig`]), `[preprocess]` ([`PreprocessConfig`]),
-//! `[train]` ([`TrainConfig`]), `[gate]` ([`GateConfig`]), `[model.beta]` ([`BetaSchedule`])
-//! and the dataset layouts ([`LayoutConfig`]). The resolved configuration (every default
+//! `[train]` ([`TrainConfig`]), `[gate]` ([`GateConfig`]), `[model]` ([`ModelConfig`]: `kind`
+//! picks a model family, whose crate owns the other keys) and the dataset layouts
+//! ([`LayoutConfig`]). The resolved configuration (every default
 //! filled in) is saved beside the run's outputs ([`RunConfig::save_resolved`]).
 //!
 //! Sections: `name`, `seed`, `[data]` (required: `train`, `validation` and at least one
@@ -21,8 +22,9 @@ use blindspot_io::histmatch::HistMatchConfig;
 use blindspot_io::{LayoutConfig, PreprocessConfig};
 use blindspot_ood::{GateConfig, Statistic};
 use blindspot_synth::SynthConfig;
-use blindspot_vae::BetaSchedule;
 use serde::{Deserialize, Serialize};
+
+pub use crate::models::ModelConfig;
 
 /// File name of the resolved configuration inside a run directory.
 pub const RESOLVED_FILE: &str = "config.resolved.toml";
@@ -237,96 +239,6 @@ pub struct TestSetSpec {
     pub histogram_match: Option<HistMatchConfig>,
 }
 
-/// The model family.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum ModelKind {
-    /// The paper's VAE (crate blindspot-vae).
-    #[default]
-    Vae,
-    /// A deterministic autoencoder (crate blindspot-ae).
-    Ae,
-    /// A normalising flow (crate blindspot-flow).
-    Flow,
-}
-
-impl ModelKind {
-    /// Its name in the config (`vae`, `ae`, `flow`).
-    pub fn name(self) -> &'static str {
-        match self {
-            ModelKind::Vae => "vae",
-            ModelKind::Ae => "ae",
-            ModelKind::Flow => "flow",
-        }
-    }
-
-    /// The slice statistics the pipeline computes for this family. An autoencoder has no KL
-    /// term, so no ELBO and no WAIC; a flow's ELBO is its exact log-likelihood (`neg_elbo`
-    /// and `waic_neg_elbo` read it), and its anomaly map is the per-pixel NLL, so it has no
-    /// reconstruction error.
-    pub fn statistics(self) -> &'static [Statistic] {
-        use Statistic as S;
-        match self {
-            ModelKind::Vae => &[
-                S::RecErr,
-                S::Kl,
-                S::NegElbo,
-                S::CodedElbo,
-                S::Entropy,
-                S::EntropyClean,
-                S::Waic,
-                S::WaicNegElbo,
-                S::Dose,
-                S::DoseDensitySum,
-            ],
-            ModelKind::Ae => &[
-                S::RecErr,
-                S::Entropy,
-                S::EntropyClean,
-                S::Dose,
-                S::DoseDensitySum,
-            ],
-            ModelKind::Flow => &[
-                S::NegElbo,
-                S::LogLikelihood,
-                S::Entropy,
-                S::EntropyClean,
-                S::WaicNegElbo,
-                S::Dose,
-                S::DoseDensitySum,
-            ],
-        }
-    }
-}
-
-/// The model's settings (turned into the model crate's burn config after validation).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct ModelConfig {
-    /// The family (default `vae`).
-    pub kind: ModelKind,
-    /// Width multiplier of the channel ladder, in (0, 16] (default 1.0, the paper).
-    pub width: f64,
-    /// Latent dimension, at least 1 (default 128, the paper).
-    pub latent_dim: usize,
-    /// The KL weight schedule (default monotonic 0 -> 1 over 2000 steps).
-    pub beta: BetaSchedule,
-    /// From this step on the reconstruction loss is masked to the brain (default 0).
-    pub mask_start_step: u64,
-}
-
-impl Default for ModelConfig {
-    fn default() -> Self {
-        Self {
-            kind: ModelKind::Vae,
-            width: 1.0,
-            latent_dim: 128,
-            beta: BetaSchedule::default(),
-            mask_start_step: 0,
-        }
-    }
-}
-
 /// The ensemble.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -533,14 +445,7 @@ impl RunConfig {
             );
         }
         self.validate_data()?;
-        let m = &self.model;
-        if !(m.width.is_finite() && m.width > 0.0 && m.width <= 16.0) {
-            return invalid("model.width", m.width, "a width multiplier in (0, 16]");
-        }
-        if m.latent_dim == 0 {
-            return invalid("model.latent_dim", 0, "an integer >= 1");
-        }
-        m.beta.validate().map_err(section("model.beta"))?;
+        self.model.validate(h).map_err(section("model"))?;
         self.train.validate().map_err(section("train"))?;
         if !(1..=64).contains(&self.ensemble.members) {
             return invalid("ensemble.members", self.ensemble.members, "1 to 64 members");
@@ -577,12 +482,11 @@ impl RunConfig {
         if e.statistics.is_empty() {
             return invalid("evaluation.statistics", "[]", "at least one statistic");
         }
-        let kind = self.model.kind;
-        let provided = kind.statistics();
+        let provided = self.model.statistics();
         let allowed = || {
             format!(
                 "statistics the `{}` model provides: {}",
-                kind.name(),
+                self.model.kind(),
                 provided
                     .iter()
                     .map(|s| s.name())
@@ -928,6 +832,7 @@ fn expand_env(key: &str, value: &str) -> Result<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use blindspot_vae::BetaSchedule;
 
     fn repo_config(name: &str) -> PathBuf {
         // at run time: a test binary reused from a clone at another path finds this clone's
@@ -972,19 +877,30 @@ synth_set = "t1"
             &sets(&[
                 "train.learning_rate=3e-4",
                 "ensemble.members = 3",
-                "model.kind=ae",
+                "model.kind=dae",
+                "model.noise_std=0.5",
                 "synth.sets[0].count=5",
                 "evaluation.statistics=[\"rec_err\", \"entropy\"]",
                 "evaluation.prior_knowledge=[\"entropy\"]",
-                "model.beta={ kind = \"constant\", beta = 0.25 }",
                 "name=\"renamed\"",
             ]),
         )
         .unwrap();
         assert_eq!(c.train.learning_rate, 3e-4);
         assert_eq!(c.ensemble.members, 3);
-        assert_eq!(c.model.kind, ModelKind::Ae);
-        assert_eq!(c.model.beta, BetaSchedule::Constant { beta: 0.25 });
+        let ModelConfig::Dae(dae) = &c.model else {
+            panic!("{:?}", c.model)
+        };
+        assert_eq!(dae.noise_std, 0.5);
+        let beta = RunConfig::load_with(
+            &path,
+            &sets(&["model.beta={ kind = \"constant\", beta = 0.25 }"]),
+        )
+        .unwrap();
+        let ModelConfig::Vae(vae) = &beta.model else {
+            panic!("{:?}", beta.model)
+        };
+        assert_eq!(vae.beta, BetaSchedule::Constant { beta: 0.25 });
         assert_eq!(c.name, "renamed");
         assert_eq!(c.synth.as_ref().unwrap().sets[0].count, 5);
         assert_eq!(
@@ -1028,7 +944,8 @@ synth_set = "t1"
         assert_eq!(c.seed, 0);
         assert_eq!(c.threshold, ThresholdConfig::default());
         assert_eq!(c.threshold.target_fpr, 0.05);
-        assert_eq!(c.model.latent_dim, 128);
+        assert_eq!(c.model, ModelConfig::default());
+        assert_eq!(c.model.latent_dims(), 128);
         assert_eq!(c.ensemble.members, 1);
         assert!(c.gate.is_none());
         assert_eq!(c.preprocess.slice_size, [128, 128]);
@@ -1069,7 +986,10 @@ synth_set = "t1"
                 "[ensemble]\nmembers = 0",
                 &["ensemble.members", "= 0", "1 to 64"],
             ),
-            ("[model]\nwidth = -1.0", &["model.width", "-1", "(0, 16]"]),
+            (
+                "[model]\nwidth = -1.0",
+                &["[model]", "width", "-1", "(0, 16]"],
+            ),
             (
                 "[preprocess]\nslice_size = [64, 80]",
                 &["preprocess.slice_size", "multiple of 16"],

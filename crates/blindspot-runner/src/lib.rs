@@ -5,6 +5,7 @@
 
 pub mod adequacy;
 pub mod config;
+pub mod models;
 pub mod partial;
 pub mod pipeline;
 pub mod score;

@@ -14,9 +14,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use blindspot_ae::{Autoencoder, AutoencoderConfig};
-use blindspot_core::{Batch, Ensemble, MapKind, Model, SliceOutputs, SliceSource, stat};
-use blindspot_flow::{Flow, FlowConfig};
+use blindspot_core::{Batch, MapKind, Members, SliceOutputs, SliceSource, TrainJob, stat};
 use blindspot_io::histmatch::{HistMatchConfig, Landmarks};
 use blindspot_io::{Pipeline, SubjectFiles};
 use blindspot_kernels::{ConvAutodiffBackend, ConvBackend};
@@ -38,15 +36,11 @@ use blindspot_report::{
 use blindspot_report::{
     GrayImage, GridKind, GridRow, SliceGrid, SliceGridRef, write_slice_grid_with,
 };
-use blindspot_vae::{BackboneConfig, Vae, VaeConfig};
-use burn::module::AutodiffModule;
-use burn::tensor::backend::{AutodiffBackend, Backend};
+use burn::tensor::backend::Backend;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
-use crate::config::{
-    ConfigError, DatasetSpec, ModelKind, Role, RunConfig, ThresholdMethod, Transform,
-};
+use crate::config::{ConfigError, DatasetSpec, Role, RunConfig, ThresholdMethod, Transform};
 use crate::slices::CacheSlices;
 
 /// Why a run failed.
@@ -142,7 +136,7 @@ impl RunError {
     }
 }
 
-type Result<T> = std::result::Result<T, RunError>;
+pub(crate) type Result<T> = std::result::Result<T, RunError>;
 
 /// What a finished run wrote.
 #[derive(Debug, Clone)]
@@ -502,63 +496,20 @@ pub fn train<B: ConvAutodiffBackend>(
     let train = open_cache(dir, 0, "train")?;
     let val = open_cache(dir, 1, "validation")?;
     crate::adequacy::write_references(config, dir, &train, &val)?;
-    // Each config is validated by `model_spec`, so initialisation cannot fail.
-    match model_spec(config)? {
-        ModelSpec::Vae(c) => {
-            train_members::<B, _>(config, dir, shard, device, &train, &val, || {
-                c.init::<B>(device)
-                    .expect("a validated VAE config initialises")
-            })?
-        }
-        ModelSpec::Ae(c) => {
-            train_members::<B, _>(config, dir, shard, device, &train, &val, || {
-                c.init::<B>(device)
-                    .expect("a validated AE config initialises")
-            })?
-        }
-        ModelSpec::Flow(c) => {
-            train_members::<B, _>(config, dir, shard, device, &train, &val, || {
-                c.init::<B>(device)
-                    .expect("a validated flow config initialises")
-            })?
-        }
-    }
+    let members = (0..config.ensemble.members)
+        .filter(|&m| shard.owns(m))
+        .collect();
+    let job = TrainJob::<B> {
+        members,
+        config: &config.train,
+        run_dir: &dir.join("model"),
+        train: &train,
+        val: Some(&val),
+        device,
+    };
+    config.model.train(config.preprocess.slice_size[0], &job)?;
     if shard == Shard::ALL {
         record_time(dir, "train", t)?;
-    }
-    Ok(())
-}
-
-/// Trains the members of `shard` (member `m` with seed `seed + m`, seeded before `init`).
-fn train_members<B, M>(
-    config: &RunConfig,
-    dir: &Path,
-    shard: Shard,
-    device: &B::Device,
-    train: &CacheSlices,
-    val: &CacheSlices,
-    init: impl Fn() -> M,
-) -> Result<()>
-where
-    B: AutodiffBackend,
-    M: Model<B> + AutodiffModule<B>,
-    M::InnerModule: Model<B::InnerBackend>,
-{
-    let model_dir = dir.join("model");
-    for m in (0..config.ensemble.members).filter(|&m| shard.owns(m)) {
-        let seed = config.seed.wrapping_add(m as u64);
-        let cfg = blindspot_core::TrainConfig {
-            seed,
-            ..config.train.clone()
-        };
-        blindspot_core::seeded::<B>(device, seed);
-        // The member folder of `Ensemble::load`.
-        blindspot_core::Trainer::new(cfg, model_dir.join(format!("member-{m}")))?.fit(
-            init(),
-            train,
-            Some(val),
-            device,
-        )?;
     }
     Ok(())
 }
@@ -679,7 +630,7 @@ fn infer_sets<B: ConvBackend>(
         .enumerate()
         .map(|(i, (name, _, _))| open_cache(dir, i + 1, name))
         .collect::<Result<Vec<_>>>()?;
-    let members = Members::<B>::load(config, dir, device)?;
+    let members = load_members::<B>(config, dir, device)?;
     let bar = progress_for(config, &caches, shard);
     let mut sets = Vec::new();
     let mut first_chunk = 0;
@@ -691,7 +642,8 @@ fn infer_sets<B: ConvBackend>(
             first_chunk,
             seed: config.seed ^ 0x5eed_1f3e,
         };
-        sets.push(members.infer_set(
+        sets.push(infer_set(
+            members.as_ref(),
             cache,
             &format!("{:02}-{name}", i + 1),
             &name,
@@ -737,73 +689,22 @@ fn progress_for(
     progress(total as u64, "inference")
 }
 
-/// A validated model config of one of the model crates.
-#[derive(Debug, Clone)]
-pub enum ModelSpec {
-    /// The paper's VAE.
-    Vae(VaeConfig),
-    /// A deterministic autoencoder.
-    Ae(AutoencoderConfig),
-    /// A normalising flow.
-    Flow(FlowConfig),
-}
-
-/// The trained ensemble of a run, of whichever model family it uses.
-pub(crate) enum Members<B: ConvBackend> {
-    Vae(Ensemble<Vae<B>>),
-    Ae(Ensemble<Autoencoder<B>>),
-    Flow(Ensemble<Flow<B>>),
-}
-
-impl<B: ConvBackend> Members<B> {
-    /// Every member's last checkpoint under `dir/model`.
-    pub(crate) fn load(config: &RunConfig, dir: &Path, device: &B::Device) -> Result<Self> {
-        let model_dir = dir.join("model");
-        let (n, last) = (config.ensemble.members, blindspot_core::Which::Last);
-        // Each config is validated by `model_spec`, so initialisation cannot fail.
-        Ok(match model_spec(config)? {
-            ModelSpec::Vae(c) => Members::Vae(Ensemble::load::<B>(&model_dir, n, last, |_| {
-                c.init::<B>(device)
-                    .expect("a validated VAE config initialises")
-            })?),
-            ModelSpec::Ae(c) => Members::Ae(Ensemble::load::<B>(&model_dir, n, last, |_| {
-                c.init::<B>(device)
-                    .expect("a validated AE config initialises")
-            })?),
-            ModelSpec::Flow(c) => Members::Flow(Ensemble::load::<B>(&model_dir, n, last, |_| {
-                c.init::<B>(device)
-                    .expect("a validated flow config initialises")
-            })?),
-        })
-    }
-
-    /// [`infer_set`] with this ensemble.
-    #[allow(clippy::too_many_arguments)] // forwards `infer_set`'s arguments
-    pub(crate) fn infer_set(
-        &self,
-        cache: &CacheSlices,
-        dataset: &str,
-        name: &str,
-        role: Option<Role>,
-        config: &RunConfig,
-        plan: ChunkPlan,
-        device: &B::Device,
-        bar: &indicatif::ProgressBar,
-        keep_maps: bool,
-        transform: Transform,
-    ) -> Result<SetData> {
-        match self {
-            Members::Vae(e) => infer_set::<B, _>(
-                e, cache, dataset, name, role, config, plan, device, bar, keep_maps, transform,
-            ),
-            Members::Ae(e) => infer_set::<B, _>(
-                e, cache, dataset, name, role, config, plan, device, bar, keep_maps, transform,
-            ),
-            Members::Flow(e) => infer_set::<B, _>(
-                e, cache, dataset, name, role, config, plan, device, bar, keep_maps, transform,
-            ),
-        }
-    }
+/// Every member's last checkpoint under `dir/model`.
+///
+/// # Errors
+/// [`RunError::ModelConfig`] for a setting the model refuses, [`RunError::Model`] for a missing
+/// or corrupt checkpoint.
+pub(crate) fn load_members<B: ConvBackend>(
+    config: &RunConfig,
+    dir: &Path,
+    device: &B::Device,
+) -> Result<Box<dyn Members<B>>> {
+    config.model.load::<B>(
+        config.preprocess.slice_size[0],
+        &dir.join("model"),
+        config.ensemble.members,
+        device,
+    )
 }
 
 /// `blindspot run`: [`synth`], [`prepare`], [`train`] and [`evaluate`] in `dir` (created when
@@ -825,53 +726,6 @@ pub fn run<B: ConvAutodiffBackend>(
     Ok(summary)
 }
 
-/// The model crate's config of `config.model` at the configured slice size, validated.
-///
-/// # Errors
-/// [`RunError::ModelConfig`] when the VAE refuses it.
-pub fn vae_config(config: &RunConfig) -> Result<VaeConfig> {
-    let [h, _] = config.preprocess.slice_size;
-    let vae = VaeConfig::new()
-        .with_backbone(
-            BackboneConfig::new()
-                .with_input_size(h)
-                .with_width(config.model.width),
-        )
-        .with_latent_dim(config.model.latent_dim)
-        .with_beta(config.model.beta)
-        .with_mask_start_step(config.model.mask_start_step);
-    vae.validate()?;
-    Ok(vae)
-}
-
-/// The model crate's config of `config.model` (by `model.kind`) at the configured slice
-/// size, validated. The flow's coupling width is `64 * model.width` channels (at least 8).
-///
-/// # Errors
-/// [`RunError::ModelConfig`] when the model refuses it.
-pub fn model_spec(config: &RunConfig) -> Result<ModelSpec> {
-    let [h, _] = config.preprocess.slice_size;
-    let m = &config.model;
-    Ok(match m.kind {
-        ModelKind::Vae => ModelSpec::Vae(vae_config(config)?),
-        ModelKind::Ae => {
-            let c = AutoencoderConfig::new()
-                .with_backbone(BackboneConfig::new().with_input_size(h).with_width(m.width))
-                .with_latent_dim(m.latent_dim)
-                .with_mask_start_step(m.mask_start_step);
-            c.validate()?;
-            ModelSpec::Ae(c)
-        }
-        ModelKind::Flow => {
-            let c = FlowConfig::new()
-                .with_input_size(h)
-                .with_hidden(((64.0 * m.width).round() as usize).max(8));
-            c.validate()?;
-            ModelSpec::Flow(c)
-        }
-    })
-}
-
 /// File (under the run's `model/`) holding what `blindspot score` needs beside the weights.
 pub const SCORING_FILE: &str = "scoring.json";
 
@@ -885,24 +739,6 @@ pub struct ScoringState {
     pub gate: Option<Gate>,
     /// The healthy validation slices.
     pub healthy_validation: Vec<SliceRecord>,
-}
-
-/// The model family as the report names it.
-fn model_label(kind: ModelKind) -> &'static str {
-    match kind {
-        ModelKind::Vae => "VAE",
-        ModelKind::Ae => "AE",
-        ModelKind::Flow => "flow",
-    }
-}
-
-/// The statistics DoSE combines: those of the model that every non-empty slice has.
-pub(crate) fn dose_statistics(kind: ModelKind) -> &'static [Statistic] {
-    match kind {
-        ModelKind::Vae => &[Statistic::RecErr, Statistic::Kl, Statistic::NegElbo],
-        ModelKind::Ae => &[Statistic::RecErr],
-        ModelKind::Flow => &[Statistic::NegElbo],
-    }
 }
 
 fn progress(total: u64, what: &str) -> indicatif::ProgressBar {
@@ -981,8 +817,8 @@ fn inferred_slices(cache: &CacheSlices, config: &RunConfig) -> Vec<usize> {
 /// [`INFER_BATCH`] slices, keeping the chunks `plan.shard` owns. Each chunk draws from its own
 /// random stream, so a slice's outputs do not depend on the sharding.
 #[allow(clippy::too_many_arguments)] // two call sites; a struct would only rename the arguments
-pub(crate) fn infer_set<B: Backend, M: Model<B>>(
-    ensemble: &Ensemble<M>,
+pub(crate) fn infer_set<B: Backend>(
+    ensemble: &dyn Members<B>,
     cache: &CacheSlices,
     dataset: &str,
     name: &str,
@@ -998,7 +834,7 @@ pub(crate) fn infer_set<B: Backend, M: Model<B>>(
     let hw = h * w;
     let stats_cfg = SliceStatsConfig::default();
     let post = PostprocessConfig::default();
-    let latent_dim = config.model.latent_dim;
+    let latent_dim = config.model.latent_dims();
     let c = cache.cache();
     let indices = inferred_slices(cache, config);
     let mut set = SetData {
@@ -1050,11 +886,7 @@ pub(crate) fn infer_set<B: Backend, M: Model<B>>(
             );
         }
         let batch = Batch::<B>::from_host(images.clone(), masks.clone(), [n, h, w], device)?;
-        let outs = ensemble
-            .infer(&batch, &mut rng)
-            .into_iter()
-            .map(|o| o.into_host())
-            .collect::<blindspot_core::Result<Vec<_>>>()?;
+        let outs = ensemble.infer(&batch, &mut rng)?;
         for (k, &i) in chunk.iter().enumerate() {
             let id = c.identity(i);
             let slice_id = SliceId::new(dataset, id.subject, id.index as u32);
@@ -1451,7 +1283,7 @@ fn evaluate_sets(
         .filter(|r| !r.is_empty() && r.lesion_pixels == 0)
         .cloned()
         .collect();
-    let dose = Dose::fit(&healthy_val, dose_statistics(config.model.kind))?;
+    let dose = Dose::fit(&healthy_val, &config.model.dose_statistics())?;
     dose.annotate(&mut val.records)?;
     for t in tests.iter_mut() {
         dose.annotate(&mut t.records)?;
@@ -1489,7 +1321,7 @@ fn evaluate_sets(
     }
     results.training =
         crate::adequacy::training_curves(dir, config.ensemble.members, refs.as_ref())?;
-    let method = format!("{} ensemble", model_label(config.model.kind));
+    let method = format!("{} ensemble", config.model.label());
     let bootstrap = (ev.bootstrap_resamples > 0).then_some(BootstrapConfig {
         resamples: ev.bootstrap_resamples,
         level: ev.confidence,

@@ -5,6 +5,7 @@
 
 use std::path::{Path, PathBuf};
 
+use blindspot_core::Members;
 use blindspot_io::preprocess::{SliceView, crop_or_pad};
 use blindspot_io::resize::resize_bilinear;
 use blindspot_io::{
@@ -16,7 +17,7 @@ use blindspot_ood::{Decision, Dose};
 
 use crate::config::{RESOLVED_FILE, RunConfig};
 use crate::pipeline::{
-    ChunkPlan, Members, RunError, SCORING_FILE, ScoringState, Shard, dose_statistics,
+    ChunkPlan, RunError, SCORING_FILE, ScoringState, Shard, infer_set, load_members,
 };
 use crate::slices::CacheSlices;
 
@@ -38,7 +39,7 @@ pub struct ScanScore {
 /// A trained run, loaded once, that scores scans.
 pub struct Scorer<B: ConvBackend> {
     config: RunConfig,
-    ensemble: Members<B>,
+    ensemble: Box<dyn Members<B>>,
     scoring: ScoringState,
     dose: Dose,
     pipeline: Pipeline,
@@ -66,11 +67,8 @@ impl<B: ConvBackend> Scorer<B> {
     pub fn load(run_dir: &Path, device: &B::Device) -> Result<Self> {
         let config = RunConfig::load(&run_dir.join(RESOLVED_FILE))?;
         let scoring: ScoringState = read_json(&run_dir.join("model").join(SCORING_FILE))?;
-        let ensemble = Members::<B>::load(&config, run_dir, device)?;
-        let dose = Dose::fit(
-            &scoring.healthy_validation,
-            dose_statistics(config.model.kind),
-        )?;
+        let ensemble = load_members::<B>(&config, run_dir, device)?;
+        let dose = Dose::fit(&scoring.healthy_validation, &config.model.dose_statistics())?;
         let pipeline = Pipeline::new(config.preprocess.clone(), None)?;
         Ok(Self {
             config,
@@ -150,7 +148,8 @@ impl<B: ConvBackend> Scorer<B> {
             first_chunk: 0,
             seed: config.seed ^ 0x5c0e,
         };
-        let mut set = self.ensemble.infer_set(
+        let mut set = infer_set(
+            self.ensemble.as_ref(),
             &cache,
             "score",
             &stem,

@@ -678,13 +678,20 @@ fn separate_sharded_steps_merge_into_the_same_results_as_run() {
     assert_eq!(bad.status.code(), Some(2));
 }
 
-/// `run` with another model family: the tiny config with `model.kind` and the statistics and
-/// gate components that model provides.
-fn run_kind(kind: &str, statistics: &str, gate_statistic: &str) -> blindspot_report::Results {
+/// `run` with another model family: the tiny config with `[model]` holding `kind` and that
+/// family's `keys`, and the statistics and gate components that model provides.
+fn run_kind(
+    kind: &str,
+    keys: &str,
+    statistics: &str,
+    gate_statistic: &str,
+) -> blindspot_report::Results {
     let tmp = tempfile::tempdir().unwrap();
     let config = tmp.path().join(format!("{kind}.toml"));
+    let vae_keys = "width = 0.25\nlatent_dim = 8\nbeta = { kind = \"monotonic\", start = 0.0, end = 1.0, steps = 3 }\n";
+    assert!(TINY.contains(vae_keys));
     let text = TINY
-        .replace("[model]\n", &format!("[model]\nkind = \"{kind}\"\n"))
+        .replace(vae_keys, &format!("kind = \"{kind}\"\n{keys}\n"))
         .replace(
             r#"statistics = ["rec_err", "kl", "coded_elbo", "neg_elbo", "waic", "waic_neg_elbo", "dose", "dose_density_sum", "entropy", "entropy_clean"]"#,
             &format!("statistics = [{statistics}]\nprior_knowledge = []"),
@@ -735,11 +742,16 @@ fn check_kind(results: &blindspot_report::Results, method: &str, statistics: &[&
 }
 
 #[test]
-fn an_autoencoder_and_a_flow_run_end_to_end() {
-    let ae = run_kind("ae", r#""rec_err", "dose", "entropy""#, "rec_err");
+fn an_autoencoder_a_denoising_autoencoder_and_a_flow_run_end_to_end() {
+    let ae_keys = "width = 0.25\nlatent_dim = 8";
+    let ae = run_kind("ae", ae_keys, r#""rec_err", "dose", "entropy""#, "rec_err");
     check_kind(&ae, "AE ensemble", &["rec_err", "dose", "entropy"]);
+    let dae_keys = "width = 0.25\nlatent_dim = 8\nnoise_resolution = 4\nnoise_std = 0.1";
+    let dae = run_kind("dae", dae_keys, r#""rec_err", "dose", "entropy""#, "rec_err");
+    check_kind(&dae, "DAE ensemble", &["rec_err", "dose", "entropy"]);
     let flow = run_kind(
         "flow",
+        "width = 0.25\nlevels = 2\nsteps_per_level = 2",
         r#""neg_elbo", "log_likelihood", "waic_neg_elbo", "dose""#,
         "neg_elbo",
     );

@@ -11,9 +11,11 @@
 //! ```
 
 mod beta;
+mod family;
 mod vae;
 
 pub use beta::BetaSchedule;
 /// The backbone the VAE is built on, for callers that configure it (`VaeConfig::backbone`).
 pub use blindspot_backbone::{BackboneConfig, ConvAutodiffBackend, ConvBackend};
+pub use family::{VaeFamily, VaeSettings};
 pub use vae::{Vae, VaeConfig, VaeOutput};

@@ -1,0 +1,162 @@
+//! Model families: the one trait a model crate implements so that the runner can configure,
+//! train, load and score its models without knowing them (docs/ARCHITECTURE.md, "Adding a
+//! model"), and the object-safe handle of a loaded ensemble that the runner drives.
+
+use std::fmt::Debug;
+use std::path::Path;
+
+use blindspot_kernels::{ConvAutodiffBackend, ConvBackend};
+use burn::module::AutodiffModule;
+use burn::tensor::backend::{AutodiffBackend, Backend};
+use rand_chacha::ChaCha8Rng;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::checkpoint::{Checkpoints, Which};
+use crate::data::SliceSource;
+use crate::ensemble::{Ensemble, member_dir};
+use crate::error::{InvalidConfig, Result};
+use crate::model::{Batch, Model, SliceOutputs};
+use crate::train::{TrainConfig, Trainer};
+
+/// A model family (the VAE, an autoencoder, a flow): its name in `[model] kind`, its own
+/// settings, the statistics its inference reports, and how its members are built, trained and
+/// loaded. A model crate implements it once; the runner lists the family on one line.
+pub trait Family {
+    /// Its `[model] kind` (`"vae"`).
+    const KIND: &'static str;
+    /// Its name in reports (`"VAE"`).
+    const LABEL: &'static str;
+    /// The per-slice statistics ([`crate::stat`] names) of its [`Model::infer`]; a test of
+    /// each model crate checks them against what inference returns.
+    const STATISTICS: &'static [&'static str];
+
+    /// The `[model]` keys of this family besides `kind`, every one with a default; unknown keys
+    /// are errors (`#[serde(deny_unknown_fields, default)]`).
+    type Settings: Serialize + DeserializeOwned + Default + Clone + Debug + PartialEq + Send + Sync;
+    /// The model crate's validated configuration.
+    type Config: Clone + Debug + Send + Sync;
+    /// The model on backend `B`.
+    type Model<B: ConvBackend>: Model<B> + 'static;
+
+    /// The configuration of `settings` for `input_size`² slices, validated.
+    ///
+    /// # Errors
+    /// [`InvalidConfig`] naming the setting.
+    fn config(settings: &Self::Settings, input_size: usize) -> Result<Self::Config, InvalidConfig>;
+
+    /// The latent dimensions its KL statistic is averaged over (0: no KL).
+    fn latent_dims(_settings: &Self::Settings) -> usize {
+        0
+    }
+
+    /// An untrained member.
+    ///
+    /// # Errors
+    /// [`InvalidConfig`] when `config` was not validated by [`Family::config`].
+    fn init<B: ConvBackend>(
+        config: &Self::Config,
+        device: &B::Device,
+    ) -> Result<Self::Model<B>, InvalidConfig>;
+
+    /// Trains the members of `job`, each built by [`Family::init`]: usually
+    /// `job.fit(|| Self::init::<B>(config, job.device))`, which a model crate writes because
+    /// only it knows that its model on `B` is the autodiff form of its model on `B`'s inner
+    /// backend.
+    ///
+    /// # Errors
+    /// Those of [`TrainJob::fit`].
+    fn train<B: ConvAutodiffBackend>(config: &Self::Config, job: &TrainJob<'_, B>) -> Result<()>;
+
+    /// The last checkpoint of members `0..members` under `run_dir`, as a handle.
+    ///
+    /// # Errors
+    /// [`crate::Error::NoCheckpoint`] when a member has none, and those of [`Checkpoints`].
+    fn load<B: ConvBackend>(
+        config: &Self::Config,
+        run_dir: &Path,
+        members: usize,
+        device: &B::Device,
+    ) -> Result<Box<dyn Members<B>>> {
+        let members = (0..members)
+            .map(|i| {
+                let model = Self::init::<B>(config, device)?;
+                Checkpoints::new(&member_dir(run_dir, i)).load_model(model, Which::Last)
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Box::new(Ensemble { members }))
+    }
+}
+
+/// A loaded ensemble as the runner drives it, whatever its model type.
+pub trait Members<B: Backend> {
+    /// The number of members.
+    fn len(&self) -> usize;
+
+    /// Whether there is no member.
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Inference of every member on `batch` (each draws its own samples from `rng`, in member
+    /// order), read back to the host.
+    ///
+    /// # Errors
+    /// When a tensor cannot be read back.
+    fn infer(&self, batch: &Batch<B>, rng: &mut ChaCha8Rng) -> Result<Vec<SliceOutputs>>;
+}
+
+impl<B: Backend, M: Model<B>> Members<B> for Ensemble<M> {
+    fn len(&self) -> usize {
+        self.members.len()
+    }
+
+    fn infer(&self, batch: &Batch<B>, rng: &mut ChaCha8Rng) -> Result<Vec<SliceOutputs>> {
+        Ensemble::infer(self, batch, rng)
+            .into_iter()
+            .map(|o| o.into_host())
+            .collect()
+    }
+}
+
+/// The training of some members of an ensemble (all of them, or a shard's share): member `i`
+/// trains in `run_dir/member-i` with seed `config.seed + i`, the backend seeded with it before
+/// the member is built. A finished member is resumed, which is a no-op.
+pub struct TrainJob<'a, B: Backend> {
+    /// The members to train.
+    pub members: Vec<usize>,
+    /// The training settings (the seed is member 0's).
+    pub config: &'a TrainConfig,
+    /// The ensemble's folder.
+    pub run_dir: &'a Path,
+    /// Training slices.
+    pub train: &'a dyn SliceSource,
+    /// Validation slices.
+    pub val: Option<&'a dyn SliceSource>,
+    /// The device.
+    pub device: &'a B::Device,
+}
+
+impl<B: AutodiffBackend> TrainJob<'_, B> {
+    /// Trains each member built by `init`.
+    ///
+    /// # Errors
+    /// Those of `init` and of [`Trainer::fit`].
+    pub fn fit<M>(&self, mut init: impl FnMut() -> Result<M, InvalidConfig>) -> Result<()>
+    where
+        M: Model<B> + AutodiffModule<B>,
+        M::InnerModule: Model<B::InnerBackend>,
+    {
+        for &i in &self.members {
+            let seed = self.config.seed.wrapping_add(i as u64);
+            let cfg = TrainConfig {
+                seed,
+                ..self.config.clone()
+            };
+            crate::seeded::<B>(self.device, seed);
+            let trainer = Trainer::new(cfg, member_dir(self.run_dir, i))?;
+            trainer.fit(init()?, self.train, self.val, self.device)?;
+        }
+        Ok(())
+    }
+}
