@@ -25,6 +25,31 @@ const MAY_NAME_BACKENDS: &[&str] = &[
     "blindspot-testkit",
     "blindspot-benches",
 ];
+/// The layers of the workspace, lowest first: a crate depends only on crates of lower layers
+/// (docs/ARCHITECTURE.md, "Layers").
+const LAYERS: &[(&str, u8)] = &[
+    ("blindspot-atomic", 0),
+    ("blindspot-metrics", 0),
+    ("blindspot-kernels", 0),
+    ("blindspot-io", 1),
+    ("blindspot-ood", 1),
+    ("blindspot-core", 1),
+    ("blindspot-testkit", 1),
+    ("blindspot-synth", 2),
+    ("blindspot-report", 2),
+    ("blindspot-backbone", 2),
+    ("blindspot-vae", 3),
+    ("blindspot-ae", 3),
+    ("blindspot-flow", 3),
+    ("blindspot-runner", 4),
+    ("blindspot-fuzz", 5),
+    ("blindspot-benches", 5),
+    ("xtask", 5),
+];
+
+/// The model crates (each implements `blindspot_core::Family`): none depends on another.
+const MODEL_CRATES: &[&str] = &["blindspot-vae", "blindspot-ae", "blindspot-flow"];
+
 /// Generic crates that implement a backend extension trait for concrete backends: they may name
 /// a backend only as an optional dependency, behind a cargo feature, so that a crate using them
 /// without features (the models) stays backend-free.
@@ -97,6 +122,50 @@ pub fn check(root: &Path) -> Result<()> {
         }
     }
 
+    // layers: no crate depends on one of its own layer or above it; no model crate on another
+    let layer = |n: &str| LAYERS.iter().find(|(c, _)| *c == n).map(|&(_, l)| l);
+    for package in &packages {
+        let name = package["name"].as_str().unwrap_or_default();
+        let Some(own) = layer(name) else {
+            failures.push(format!(
+                "{name} has no layer: add it to LAYERS in xtask/src/invariants.rs and to docs/ARCHITECTURE.md"
+            ));
+            continue;
+        };
+        let normal = package["dependencies"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|d| d["kind"].is_null());
+        for dep in normal {
+            let dep_name = dep["name"].as_str().unwrap_or_default();
+            let Some(theirs) = layer(dep_name) else {
+                continue; // not a workspace crate
+            };
+            if MODEL_CRATES.contains(&name) && MODEL_CRATES.contains(&dep_name) {
+                failures.push(format!(
+                    "model crate {name} depends on model crate {dep_name}; shared parts belong in a lower crate (blindspot-backbone)"
+                ));
+            } else if theirs >= own {
+                failures.push(format!(
+                    "{name} (layer {own}) depends on {dep_name} (layer {theirs}); a crate depends only on lower layers"
+                ));
+            }
+        }
+    }
+    for name in &crates {
+        let lib = root.join("crates").join(name).join("src");
+        let implements = crate::walk_rs(&lib)?
+            .iter()
+            .any(|f| std::fs::read_to_string(f).is_ok_and(|t| t.contains("impl Family for")));
+        if implements && !MODEL_CRATES.contains(&name.as_str()) {
+            failures.push(format!(
+                "{name} implements blindspot_core::Family but is not in MODEL_CRATES (xtask/src/invariants.rs)"
+            ));
+        }
+        failures.extend(mutual_imports(name, &lib)?);
+    }
+
     if failures.is_empty() {
         println!("invariants: {} crates checked, all hold", crates.len());
         Ok(())
@@ -118,4 +187,53 @@ fn workspace_crates(root: &Path) -> Result<Vec<String>> {
     }
     names.sort();
     Ok(names)
+}
+
+/// The pairs of top-level modules of a crate that import each other (`crate::a` in module `b`
+/// and `crate::b` in module `a`): each file's module should sit above or below the other's.
+fn mutual_imports(name: &str, src: &Path) -> Result<Vec<String>> {
+    use std::collections::{BTreeMap, BTreeSet};
+    let mut uses: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    for file in crate::walk_rs(src)? {
+        let Ok(rel) = file.strip_prefix(src) else {
+            continue;
+        };
+        let first = rel
+            .components()
+            .next()
+            .map(|c| c.as_os_str().to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let module = first.trim_end_matches(".rs").to_owned();
+        if matches!(module.as_str(), "lib" | "main") {
+            continue;
+        }
+        // code only: a doc link to another module is not an import
+        let text: String = std::fs::read_to_string(&file)?
+            .lines()
+            .filter(|l| !l.trim_start().starts_with("//"))
+            .collect::<Vec<_>>()
+            .join("\n");
+        let mut rest = text.as_str();
+        while let Some(i) = rest.find("crate::") {
+            rest = &rest[i + "crate::".len()..];
+            let target: String = rest
+                .chars()
+                .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                .collect();
+            if !target.is_empty() && target != module {
+                uses.entry(module.clone()).or_default().insert(target);
+            }
+        }
+    }
+    let mut failures = Vec::new();
+    for (a, targets) in &uses {
+        for b in targets.iter().filter(|b| a < *b) {
+            if uses.get(b).is_some_and(|t| t.contains(a)) {
+                failures.push(format!(
+                    "{name}: modules `{a}` and `{b}` import each other; one of them should depend on the other only"
+                ));
+            }
+        }
+    }
+    Ok(failures)
 }

@@ -28,8 +28,8 @@
 use serde::{Deserialize, Serialize};
 
 use crate::error::{IoError, Result};
-use crate::preprocess::{check_same_dims, quantile};
 use crate::volume::Volume;
+use crate::voxels::{check_same_dims, masked_values, quantile};
 
 /// Which brain voxels define the landmarks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -125,7 +125,7 @@ impl Landmarks {
     pub fn compute(vol: &Volume<f32>, mask: &Volume<u8>, config: &HistMatchConfig) -> Result<Self> {
         config.check()?;
         check_same_dims("image", vol, "brain mask", mask)?;
-        let mut brain = crate::preprocess::masked_values(vol, mask);
+        let mut brain = masked_values(vol, mask);
         let degenerate = |reason: &str| IoError::DegenerateMask {
             what: "histogram matching".into(),
             reason: reason.into(),

@@ -28,6 +28,7 @@ pub mod preprocess;
 pub mod resize;
 pub mod split;
 pub mod volume;
+mod voxels;
 
 pub use cache::{CacheWriter, SliceCache, build_cache};
 pub use error::{IoError, Result};

@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use crate::record::{SliceId, Statistic};
+use crate::ids::{SliceId, Statistic};
 
 /// Everything that can go wrong computing, fitting or evaluating OOD statistics.
 ///

@@ -42,6 +42,7 @@ pub mod entropy;
 pub mod error;
 pub mod eval;
 pub mod gate;
+pub mod ids;
 pub mod kde;
 pub mod mahalanobis;
 pub mod record;

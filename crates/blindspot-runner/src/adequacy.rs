@@ -16,7 +16,8 @@ use blindspot_report::{AdequacyResult, MemberAdequacy, TrainingCurve, TrainingPo
 use serde::{Deserialize, Serialize};
 
 use crate::config::RunConfig;
-use crate::pipeline::{RunError, SetData, create_dir};
+use crate::error::{RunError, create_dir};
+use crate::inference::SetData;
 use crate::slices::CacheSlices;
 
 /// File (under the run's `model/`) holding the references.

@@ -5,8 +5,14 @@
 
 pub mod adequacy;
 pub mod config;
+mod error;
+mod evaluation;
+mod grids;
+mod inference;
 pub mod models;
 pub mod partial;
 pub mod pipeline;
 pub mod score;
+mod shard;
 pub mod slices;
+mod transforms;

@@ -1,4 +1,4 @@
-//! The model registry: every model family the runner can run, named once in [`families!`]'s
+//! The model registry: every model family the runner can run, named once in the `families!`
 //! invocation below. Everything else about a family (its `[model]` keys, its statistics, how
 //! its members are built, trained and loaded) comes from its crate's
 //! [`blindspot_core::Family`] impl; adding a model is one crate and one line here
@@ -85,7 +85,7 @@ macro_rules! families {
                 &self,
                 input_size: usize,
                 job: &TrainJob<'_, B>,
-            ) -> crate::pipeline::Result<()> {
+            ) -> blindspot_core::Result<()> {
                 match self {
                     $(Self::$variant(s) => {
                         let c = <$family as Family>::config(s, input_size)?;
@@ -105,7 +105,7 @@ macro_rules! families {
                 run_dir: &Path,
                 members: usize,
                 device: &B::Device,
-            ) -> crate::pipeline::Result<Box<dyn Members<B>>> {
+            ) -> blindspot_core::Result<Box<dyn Members<B>>> {
                 Ok(match self {
                     $(Self::$variant(s) => {
                         let c = <$family as Family>::config(s, input_size)?;

@@ -24,7 +24,9 @@ use flate2::write::GzEncoder;
 use serde::{Deserialize, Serialize};
 
 use crate::config::RunConfig;
-use crate::pipeline::{Example, RunError, SetData, Shard, evaluated_sets};
+use crate::error::RunError;
+use crate::inference::{Example, SetData, evaluated_sets};
+use crate::shard::Shard;
 
 type Result<T> = std::result::Result<T, RunError>;
 

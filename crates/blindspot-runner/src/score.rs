@@ -16,9 +16,11 @@ use blindspot_kernels::ConvBackend;
 use blindspot_ood::{Decision, Dose};
 
 use crate::config::{RESOLVED_FILE, RunConfig};
-use crate::pipeline::{
-    ChunkPlan, RunError, SCORING_FILE, ScoringState, Shard, infer_set, load_members,
-};
+use crate::error::RunError;
+use crate::evaluation::{SCORING_FILE, ScoringState};
+use crate::inference::{ChunkPlan, infer_set};
+use crate::pipeline::load_members;
+use crate::shard::Shard;
 use crate::slices::CacheSlices;
 
 type Result<T> = std::result::Result<T, RunError>;

@@ -747,7 +747,12 @@ fn an_autoencoder_a_denoising_autoencoder_and_a_flow_run_end_to_end() {
     let ae = run_kind("ae", ae_keys, r#""rec_err", "dose", "entropy""#, "rec_err");
     check_kind(&ae, "AE ensemble", &["rec_err", "dose", "entropy"]);
     let dae_keys = "width = 0.25\nlatent_dim = 8\nnoise_resolution = 4\nnoise_std = 0.1";
-    let dae = run_kind("dae", dae_keys, r#""rec_err", "dose", "entropy""#, "rec_err");
+    let dae = run_kind(
+        "dae",
+        dae_keys,
+        r#""rec_err", "dose", "entropy""#,
+        "rec_err",
+    );
     check_kind(&dae, "DAE ensemble", &["rec_err", "dose", "entropy"]);
     let flow = run_kind(
         "flow",

@@ -23,6 +23,7 @@ pub mod error;
 mod field;
 mod lesion;
 mod ood;
+mod scan;
 pub mod site;
 mod subject;
 
@@ -36,5 +37,6 @@ pub use dataset::{
     subject_seed, write_dataset,
 };
 pub use error::{Result, SynthError};
+pub use scan::Subject;
 pub use site::SiteParams;
-pub use subject::{Subject, SubjectSpec, generate_subject, ras_affine};
+pub use subject::{SubjectSpec, generate_subject, ras_affine};

@@ -6,7 +6,7 @@ use rand_chacha::ChaCha8Rng;
 
 use crate::config::{BlobConfig, OodTransform};
 use crate::field::normal;
-use crate::subject::Subject;
+use crate::scan::Subject;
 
 pub(crate) fn apply(kind: OodTransform, s: &mut Subject, blobs: &BlobConfig, rng: &mut ChaCha8Rng) {
     let dims = s.image.dims;
