@@ -1,6 +1,8 @@
 //! Autoencoder and denoising autoencoder behaviour on the CPU test backend.
 
-use blindspot_ae::{AutoencoderConfig, CoarseNoiseConfig};
+use blindspot_ae::{
+    AeFamily, AeSettings, AutoencoderConfig, CoarseNoiseConfig, DaeFamily, DaeSettings,
+};
 use blindspot_backbone::BackboneConfig;
 use blindspot_core::{
     Batch, Duration, InMemorySlices, InvalidConfig, Model, TrainConfig, Trainer, seeded, stat,
@@ -239,4 +241,39 @@ fn memorises_eight_slices_reading_its_input_in_both_modes() {
         apart > 0.5 * e_mean,
         "another slice's code moves the output by {apart:.3}"
     );
+}
+
+/// The statistics `F` declares are exactly those its inference returns on a tiny batch.
+fn declares_what_it_reports<F: blindspot_core::Family>(settings: &F::Settings) {
+    let _rng = blindspot_testkit::backend_rng();
+    let d = device();
+    seeded::<TestBackend>(&d, 3);
+    let config = F::config(settings, 32).unwrap();
+    let model = F::init::<TestBackend>(&config, &d).unwrap();
+    let (i, m) = phantom_slices(2, 32, 1);
+    let batch = Batch::<TestBackend>::from_host(i, m, [2, 32, 32], &d).unwrap();
+    let out = model
+        .infer(&batch, &mut ChaCha8Rng::seed_from_u64(0))
+        .into_host()
+        .unwrap();
+    let mut got: Vec<&str> = out.stats.iter().map(|(n, _)| n.as_str()).collect();
+    let mut want = F::STATISTICS.to_vec();
+    got.sort_unstable();
+    want.sort_unstable();
+    assert_eq!(got, want, "{}", F::KIND);
+}
+
+#[test]
+fn the_families_declare_the_statistics_their_inference_reports() {
+    declares_what_it_reports::<AeFamily>(&AeSettings {
+        width: 0.25,
+        latent_dim: 8,
+        ..AeSettings::default()
+    });
+    declares_what_it_reports::<DaeFamily>(&DaeSettings {
+        width: 0.25,
+        latent_dim: 8,
+        noise_resolution: 4,
+        ..DaeSettings::default()
+    });
 }

@@ -2,7 +2,8 @@
 //! autoencoders (docs/method.md 2.1).
 
 use blindspot_kernels::{
-    Conv2d, Conv2dConfig, ConvBackend, ConvTranspose2d, ConvTranspose2dConfig, leaky_relu,
+    Conv2d, Conv2dConfig, ConvBackend, ConvTranspose2d, ConvTranspose2dConfig, NormTensors,
+    leaky_relu,
 };
 use burn::config::Config;
 use burn::module::Module;
@@ -127,18 +128,31 @@ impl<B: ConvBackend> ConvBlock<B> {
     /// # Shapes
     /// `[N, Cin, H, W]` → `[N, Cout, H', W']`
     pub fn forward(&self, x: Tensor<B, 4>) -> Tensor<B, 4> {
-        let device = x.device();
-        if BatchNorm2d::<B>::is_inference(&device) {
-            let norm = self.norm.inference(&device);
-            return self
-                .conv
-                .forward_norm_leaky(x, norm, self.act.negative_slope);
-        }
-        leaky_relu(
-            self.norm.forward(self.conv.forward(x)),
+        block(
+            x,
+            &self.norm,
             self.act.negative_slope,
+            |x| self.conv.forward(x),
+            |x, norm, slope| self.conv.forward_norm_leaky(x, norm, slope),
         )
     }
+}
+
+/// `leaky_relu(norm(conv(x)), slope)`: in training the three ops (the normalisation with the
+/// batch's statistics), at inference one call of `fused` (the convolution applies the running
+/// statistics and the activation as it writes its output).
+fn block<B: ConvBackend>(
+    x: Tensor<B, 4>,
+    norm: &BatchNorm2d<B>,
+    slope: f64,
+    conv: impl FnOnce(Tensor<B, 4>) -> Tensor<B, 4>,
+    fused: impl FnOnce(Tensor<B, 4>, NormTensors<B>, f64) -> Tensor<B, 4>,
+) -> Tensor<B, 4> {
+    let device = x.device();
+    if BatchNorm2d::<B>::is_inference(&device) {
+        return fused(x, norm.inference(&device), slope);
+    }
+    leaky_relu(norm.forward(conv(x)), slope)
 }
 
 /// Transposed conv 5×5 stride 2 (2× upsampling) → BatchNorm → LeakyReLU(0.01).
@@ -165,16 +179,12 @@ impl<B: ConvBackend> UpBlock<B> {
     /// # Shapes
     /// `[N, Cin, H, W]` → `[N, Cout, 2H, 2W]`
     pub fn forward(&self, x: Tensor<B, 4>) -> Tensor<B, 4> {
-        let device = x.device();
-        if BatchNorm2d::<B>::is_inference(&device) {
-            let norm = self.norm.inference(&device);
-            return self
-                .conv
-                .forward_norm_leaky(x, norm, self.act.negative_slope);
-        }
-        leaky_relu(
-            self.norm.forward(self.conv.forward(x)),
+        block(
+            x,
+            &self.norm,
             self.act.negative_slope,
+            |x| self.conv.forward(x),
+            |x, norm, slope| self.conv.forward_norm_leaky(x, norm, slope),
         )
     }
 }

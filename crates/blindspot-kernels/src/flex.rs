@@ -143,6 +143,19 @@ fn norm_affine(norm: &NormInference<Flex>) -> Option<(Vec<f32>, Vec<f32>)> {
     })
 }
 
+/// The epilogue of a convolution: its bias, the normalisation's `(scale, shift)`, the slope.
+fn epilogue<'a>(
+    bias: Option<&'a FlexTensor>,
+    affine: Option<&'a (Vec<f32>, Vec<f32>)>,
+    slope: Option<f64>,
+) -> cpu::Epilogue<'a> {
+    cpu::Epilogue {
+        bias: bias.map(values),
+        affine: affine.map(|(s, t)| (s.as_slice(), t.as_slice())),
+        leaky: slope.map(|s| s as f32),
+    }
+}
+
 /// The rest of a block after a convolution done by burn-flex's own op: the separate ops.
 fn finish(y: FlexTensor, norm: Option<NormInference<Flex>>, slope: Option<f64>) -> FlexTensor {
     let y = match norm {
@@ -179,11 +192,7 @@ fn conv2d_with(
             let (x, weight) = (contiguous(x), contiguous(weight));
             let bias = bias.map(contiguous);
             let affine = affine.flatten();
-            let epi = cpu::Epilogue {
-                bias: bias.as_ref().map(values),
-                affine: affine.as_ref().map(|(s, t)| (s.as_slice(), t.as_slice())),
-                leaky: slope.map(|s| s as f32),
-            };
+            let epi = epilogue(bias.as_ref(), affine.as_ref(), slope);
             let y = cpu::lower(values(&weight), ws[0], values(&x), xs[0], &win, &epi);
             tensor(y, [xs[0], ws[0], win.grid[0], win.grid[1]])
         }
@@ -217,11 +226,7 @@ fn conv_transpose2d_with(
             let (x, weight) = (contiguous(x), contiguous(weight));
             let bias = bias.map(contiguous);
             let affine = affine.flatten();
-            let epi = cpu::Epilogue {
-                bias: bias.as_ref().map(values),
-                affine: affine.as_ref().map(|(s, t)| (s.as_slice(), t.as_slice())),
-                leaky: slope.map(|s| s as f32),
-            };
+            let epi = epilogue(bias.as_ref(), affine.as_ref(), slope);
             let y = cpu::raise(values(&weight), ws[0], values(&x), xs[0], &win, &epi);
             tensor(y, [xs[0], ws[1], win.image[0], win.image[1]])
         }
