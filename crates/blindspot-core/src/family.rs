@@ -120,12 +120,14 @@ impl<B: Backend, M: Model<B>> Members<B> for Ensemble<M> {
 }
 
 /// The training of some members of an ensemble (all of them, or a shard's share): member `i`
-/// trains in `run_dir/member-i` with seed `config.seed + i`, the backend seeded with it before
-/// the member is built. A finished member is resumed, which is a no-op.
+/// trains in `run_dir/member-i` with seed `seed + i` (which replaces `config.seed`), the backend
+/// seeded with it before the member is built. A finished member is resumed, which is a no-op.
 pub struct TrainJob<'a, B: Backend> {
     /// The members to train.
     pub members: Vec<usize>,
-    /// The training settings (the seed is member 0's).
+    /// Member 0's seed (the run's master seed).
+    pub seed: u64,
+    /// The training settings (their `seed` is replaced by each member's).
     pub config: &'a TrainConfig,
     /// The ensemble's folder.
     pub run_dir: &'a Path,
@@ -148,7 +150,7 @@ impl<B: AutodiffBackend> TrainJob<'_, B> {
         M::InnerModule: Model<B::InnerBackend>,
     {
         for &i in &self.members {
-            let seed = self.config.seed.wrapping_add(i as u64);
+            let seed = self.seed.wrapping_add(i as u64);
             let cfg = TrainConfig {
                 seed,
                 ..self.config.clone()

@@ -275,6 +275,7 @@ pub fn train<B: ConvAutodiffBackend>(
         .collect();
     let job = TrainJob::<B> {
         members,
+        seed: config.seed,
         config: &config.train,
         run_dir: &dir.join("model"),
         train: &train,

@@ -216,6 +216,19 @@ fn check_score(scan: &Path, out: &Path) {
     assert!(verdict["decision"].is_string(), "{verdict}");
 }
 
+/// Member `m` trains with the run's master seed + `m`, whatever `[train] seed` says (the tiny
+/// config's master seed is 3, its train seed the default 0).
+#[test]
+fn each_member_trains_with_the_master_seed_plus_its_index() {
+    let run = tiny_run();
+    for m in 0..2u64 {
+        let path = run.join(format!("model/member-{m}/train_config.json"));
+        let saved: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+        assert_eq!(saved["seed"], 3 + m, "{}", path.display());
+    }
+}
+
 #[test]
 fn score_maps_a_phantom_scan_back_onto_its_grid() {
     let run = tiny_run();
