@@ -738,25 +738,30 @@ fn complete_lines(text: &str) -> impl Iterator<Item = &str> {
         .map(|l| l.strip_suffix('\r').unwrap_or(l))
 }
 
-/// A CSV field: quoted when it holds a comma, a quote or a line break.
-fn csv_field(s: &str) -> String {
-    if s.contains([',', '"', '\n', '\r']) {
-        format!("\"{}\"", s.replace('"', "\"\""))
-    } else {
-        s.to_string()
-    }
+/// One CSV record ending in `\n`, written by the `csv` crate (a field holding a comma, a quote
+/// or a line break is quoted).
+fn csv_record(fields: &[String]) -> String {
+    let mut writer = csv::WriterBuilder::new()
+        .terminator(csv::Terminator::Any(b'\n'))
+        .from_writer(Vec::new());
+    // into memory: neither the write nor the flush can fail
+    let bytes = match writer.write_record(fields) {
+        Ok(()) => writer.into_inner().unwrap_or_default(),
+        Err(_) => Vec::new(),
+    };
+    String::from_utf8_lossy(&bytes).into_owned()
 }
 
 fn csv_header(columns: &Columns) -> String {
     let mut fields = vec!["step".to_string(), "epoch".into(), "loss".into()];
-    fields.extend(columns.terms.iter().map(|c| csv_field(c)));
+    fields.extend(columns.terms.iter().cloned());
     fields.extend([
         "learning_rate".into(),
         "images_per_s".into(),
         "val_loss".into(),
     ]);
-    fields.extend(columns.val.iter().map(|c| csv_field(&format!("val_{c}"))));
-    fields.join(",") + "\n"
+    fields.extend(columns.val.iter().map(|c| format!("val_{c}")));
+    csv_record(&fields)
 }
 
 /// A CSV row; a term the header does not name is left out (it stays in `log.jsonl`).
@@ -777,7 +782,7 @@ fn csv_row(columns: &Columns, line: &LogLine) -> String {
         num(line.val_loss),
     ]);
     fields.extend(columns.val.iter().map(|c| find(&line.val_terms, c)));
-    fields.join(",") + "\n"
+    csv_record(&fields)
 }
 
 /// Reads `log.jsonl` of a run directory.
@@ -822,7 +827,7 @@ mod tests {
             csv_row(&columns, &line),
             "7,1,0.5,0.25,,0.0001,12.5,0.75,0.5\n"
         );
-        assert_eq!(csv_field("say \"hi\""), "\"say \"\"hi\"\"\"");
+        assert_eq!(csv_record(&["say \"hi\"".into()]), "\"say \"\"hi\"\"\"\n");
     }
 
     #[test]

@@ -1231,22 +1231,21 @@ fn to_html(title: &str, doc: &[Block], dir: &Path) -> Result<String> {
     Ok(out)
 }
 
-fn csv_field(s: &str) -> String {
-    if s.contains([',', '"', '\n']) {
-        format!("\"{}\"", s.replace('"', "\"\""))
-    } else {
-        s.to_string()
-    }
-}
-
+/// A CSV table (header, then rows), written by the `csv` crate (a field holding a comma, a
+/// quote or a line break is quoted), lines ending in `\n`.
 fn csv(header: &[&str], rows: &[Vec<String>]) -> String {
-    let mut out = header.join(",");
-    out.push('\n');
-    for r in rows {
-        out.push_str(&r.iter().map(|c| csv_field(c)).collect::<Vec<_>>().join(","));
-        out.push('\n');
-    }
-    out
+    let mut writer = csv::WriterBuilder::new()
+        .terminator(csv::Terminator::Any(b'\n'))
+        .from_writer(Vec::new());
+    // into memory: neither the writes nor the flush can fail
+    let written = writer
+        .write_record(header)
+        .and_then(|()| rows.iter().try_for_each(|r| writer.write_record(r)));
+    let bytes = match written {
+        Ok(()) => writer.into_inner().unwrap_or_default(),
+        Err(_) => Vec::new(),
+    };
+    String::from_utf8_lossy(&bytes).into_owned()
 }
 
 fn num(v: Option<f64>) -> String {
