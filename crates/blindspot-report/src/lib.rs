@@ -57,19 +57,25 @@
 //! [`SliceGrid::paper_styles`]) and referenced from the results. Every file is written atomically
 //! ([`write_atomic`]).
 
+mod document;
 pub mod error;
+mod figures;
 pub mod findings;
+mod html;
 pub mod io;
+mod markdown;
 pub mod plot;
 pub mod render;
 pub mod schema;
+mod tables;
 
 pub use error::{ReportError, Result};
+pub use figures::slug;
 pub use findings::{Finding, Verdict, findings};
 pub use io::{load_results, save_results, write_atomic};
 pub use plot::{
     Colormap, ColumnStyle, GrayImage, GridRow, SliceGrid, Window, write_slice_grid,
     write_slice_grid_with,
 };
-pub use render::{RESULTS_FILE, ReportFiles, rebuild_report, render_report, slug};
+pub use render::{RESULTS_FILE, ReportFiles, rebuild_report, render_report};
 pub use schema::*;
