@@ -61,6 +61,7 @@ mod document;
 pub mod error;
 mod figures;
 pub mod findings;
+pub mod grid;
 mod html;
 pub mod io;
 mod markdown;
@@ -72,10 +73,10 @@ mod tables;
 pub use error::{ReportError, Result};
 pub use figures::slug;
 pub use findings::{Finding, Verdict, findings};
-pub use io::{load_results, save_results, write_atomic};
-pub use plot::{
+pub use grid::{
     Colormap, ColumnStyle, GrayImage, GridRow, SliceGrid, Window, write_slice_grid,
     write_slice_grid_with,
 };
+pub use io::{load_results, save_results, write_atomic};
 pub use render::{RESULTS_FILE, ReportFiles, rebuild_report, render_report};
 pub use schema::*;
