@@ -27,6 +27,7 @@ pub mod orient;
 pub mod preprocess;
 pub mod resize;
 pub mod split;
+mod steps;
 pub mod volume;
 mod voxels;
 

@@ -561,7 +561,10 @@ mod tests {
         let got = resolve_windows(&grid, &styles);
         assert_eq!(got.len(), 3);
         for ((lo, hi), (wlo, whi)) in got.into_iter().zip(want) {
-            assert!((lo - wlo).abs() < 1e-6 && (hi - whi).abs() < 1e-6, "{lo} {hi}");
+            assert!(
+                (lo - wlo).abs() < 1e-6 && (hi - whi).abs() < 1e-6,
+                "{lo} {hi}"
+            );
         }
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("g.png");
