@@ -34,10 +34,11 @@ const LAYERS: &[(&str, u8)] = &[
     ("blindspot-io", 1),
     ("blindspot-ood", 1),
     ("blindspot-core", 1),
-    ("blindspot-testkit", 1),
     ("blindspot-synth", 2),
     ("blindspot-report", 2),
     ("blindspot-backbone", 2),
+    // the model crates' test kit (a dev-dependency), above core, whose family contract it checks
+    ("blindspot-testkit", 2),
     // the model crates (found by their `impl Family for`) are layer MODEL_LAYER
     ("blindspot-runner", 4),
     ("blindspot-fuzz", 5),

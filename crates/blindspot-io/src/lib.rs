@@ -28,6 +28,8 @@ pub mod preprocess;
 pub mod resize;
 pub mod split;
 mod steps;
+#[cfg(test)]
+mod test_util;
 pub mod volume;
 mod voxels;
 

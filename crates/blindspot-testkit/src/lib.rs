@@ -144,6 +144,32 @@ pub fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
     }
 }
 
+/// Checks that the statistics family `F` declares (`Family::STATISTICS`) are exactly those its
+/// inference returns, on two phantom slices of 32x32 with `settings`.
+///
+/// # Panics
+/// When they differ (the point of the check), or `settings` do not build a model.
+pub fn check_family_statistics<F: blindspot_core::Family>(settings: &F::Settings) {
+    use blindspot_core::{Batch, Model};
+    use rand::SeedableRng;
+    let _rng = backend_rng();
+    let d = device();
+    blindspot_core::seeded::<TestBackend>(&d, 3);
+    let config = F::config(settings, 32).expect("settings that build a model");
+    let model = F::init::<TestBackend>(&config, &d).expect("a validated config");
+    let (i, m) = phantom_slices(2, 32, 1);
+    let batch = Batch::<TestBackend>::from_host(i, m, [2, 32, 32], &d).expect("a batch");
+    let out = model
+        .infer(&batch, &mut rand_chacha::ChaCha8Rng::seed_from_u64(0))
+        .into_host()
+        .expect("host outputs");
+    let mut got: Vec<&str> = out.stats.iter().map(|(n, _)| n.as_str()).collect();
+    let mut want = F::STATISTICS.to_vec();
+    got.sort_unstable();
+    want.sort_unstable();
+    assert_eq!(got, want, "statistics of family `{}`", F::KIND);
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -581,29 +581,9 @@ fn memorises_eight_slices_reading_its_input_in_both_modes() {
     assert!(moved > 0.1, "z + 2 moves the output by {moved:.4} only");
 }
 
-/// The statistics `F` declares are exactly those its inference returns on a tiny batch.
-fn declares_what_it_reports<F: blindspot_core::Family>(settings: &F::Settings) {
-    let _rng = blindspot_testkit::backend_rng();
-    let d = device();
-    seeded::<TestBackend>(&d, 3);
-    let config = F::config(settings, 32).unwrap();
-    let model = F::init::<TestBackend>(&config, &d).unwrap();
-    let (i, m) = phantom_slices(2, 32, 1);
-    let batch = Batch::<TestBackend>::from_host(i, m, [2, 32, 32], &d).unwrap();
-    let out = model
-        .infer(&batch, &mut ChaCha8Rng::seed_from_u64(0))
-        .into_host()
-        .unwrap();
-    let mut got: Vec<&str> = out.stats.iter().map(|(n, _)| n.as_str()).collect();
-    let mut want = F::STATISTICS.to_vec();
-    got.sort_unstable();
-    want.sort_unstable();
-    assert_eq!(got, want, "{}", F::KIND);
-}
-
 #[test]
 fn the_family_declares_the_statistics_its_inference_reports() {
-    declares_what_it_reports::<VaeFamily>(&VaeSettings {
+    blindspot_testkit::check_family_statistics::<VaeFamily>(&VaeSettings {
         width: 0.25,
         latent_dim: 8,
         ..VaeSettings::default()
