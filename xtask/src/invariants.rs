@@ -92,12 +92,7 @@ pub fn check(root: &Path) -> Result<()> {
         let name = package["name"].as_str().unwrap_or_default();
         let behind_features = BACKENDS_BEHIND_FEATURES.contains(&name);
         // normal dependencies only: dev-dependencies may name a backend (the test kit)
-        let normal = package["dependencies"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter(|d| d["kind"].is_null());
-        for dep in normal {
+        for dep in normal_dependencies(package) {
             let dep_name = dep["name"].as_str().unwrap_or_default();
             // a library asking for a backend extension's backend feature would pull that
             // backend in
@@ -122,17 +117,15 @@ pub fn check(root: &Path) -> Result<()> {
         }
     }
 
-    // the model crates: those that implement the model-family trait
+    // the model crates (those that implement the model-family trait) and mutual imports, from
+    // one read of each source file
     let mut model_crates = Vec::new();
     for name in &crates {
-        let src = root.join("crates").join(name).join("src");
-        let implements = crate::walk_rs(&src)?
-            .iter()
-            .any(|f| std::fs::read_to_string(f).is_ok_and(|t| t.contains("impl Family for")));
-        if implements {
+        let scan = scan_sources(name, &root.join("crates").join(name).join("src"))?;
+        if scan.implements_family {
             model_crates.push(name.as_str());
         }
-        failures.extend(mutual_imports(name, &src)?);
+        failures.extend(scan.mutual_imports);
     }
 
     // layers: no crate depends on one of its own layer or above it; no model crate on another
@@ -150,12 +143,7 @@ pub fn check(root: &Path) -> Result<()> {
             ));
             continue;
         };
-        let normal = package["dependencies"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter(|d| d["kind"].is_null());
-        for dep in normal {
+        for dep in normal_dependencies(package) {
             let dep_name = dep["name"].as_str().unwrap_or_default();
             let Some(theirs) = layer(dep_name) else {
                 continue; // not a workspace crate
@@ -195,15 +183,41 @@ fn workspace_crates(root: &Path) -> Result<Vec<String>> {
     Ok(names)
 }
 
-/// The pairs of top-level modules of a crate that import each other (`crate::a` in module `b`
-/// and `crate::b` in module `a`): each file's module should sit above or below the other's.
-fn mutual_imports(name: &str, src: &Path) -> Result<Vec<String>> {
+/// A package's `[dependencies]` as `cargo metadata` lists them (not dev- or build-dependencies).
+fn normal_dependencies(package: &serde_json::Value) -> impl Iterator<Item = &serde_json::Value> {
+    package["dependencies"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|d| d["kind"].is_null())
+}
+
+/// What a crate's sources say, outside comments.
+struct SourceScan {
+    /// Whether it implements `blindspot_core::Family` (a model crate).
+    implements_family: bool,
+    /// The pairs of its top-level modules that import each other.
+    mutual_imports: Vec<String>,
+}
+
+/// Reads every source file of crate `name` once: whether one has an `impl Family for`, and the
+/// pairs of top-level modules that import each other (`crate::a` in module `b` and `crate::b`
+/// in module `a`; each file's module should sit above or below the other's).
+fn scan_sources(name: &str, src: &Path) -> Result<SourceScan> {
     use std::collections::{BTreeMap, BTreeSet};
     let mut uses: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    let mut implements_family = false;
     for file in crate::walk_rs(src)? {
         let Ok(rel) = file.strip_prefix(src) else {
             continue;
         };
+        // code only: a doc link to another module is not an import
+        let text: String = std::fs::read_to_string(&file)?
+            .lines()
+            .filter(|l| !l.trim_start().starts_with("//"))
+            .collect::<Vec<_>>()
+            .join("\n");
+        implements_family |= text.contains("impl Family for");
         let first = rel
             .components()
             .next()
@@ -213,12 +227,6 @@ fn mutual_imports(name: &str, src: &Path) -> Result<Vec<String>> {
         if matches!(module.as_str(), "lib" | "main") {
             continue;
         }
-        // code only: a doc link to another module is not an import
-        let text: String = std::fs::read_to_string(&file)?
-            .lines()
-            .filter(|l| !l.trim_start().starts_with("//"))
-            .collect::<Vec<_>>()
-            .join("\n");
         let mut rest = text.as_str();
         while let Some(i) = rest.find("crate::") {
             rest = &rest[i + "crate::".len()..];
@@ -241,5 +249,8 @@ fn mutual_imports(name: &str, src: &Path) -> Result<Vec<String>> {
             }
         }
     }
-    Ok(failures)
+    Ok(SourceScan {
+        implements_family,
+        mutual_imports: failures,
+    })
 }
