@@ -63,10 +63,10 @@ impl<B: ConvBackend> BatchNorm2d<B> {
     /// # Shapes
     /// `[N, C, H, W]` → `[N, C, H, W]`
     pub fn forward(&self, x: Tensor<B, 4>) -> Tensor<B, 4> {
-        if B::ad_enabled(&x.device()) {
-            self.forward_train(x)
-        } else {
+        if Self::is_inference(&x.device()) {
             self.forward_inference(x)
+        } else {
+            self.forward_train(x)
         }
     }
 

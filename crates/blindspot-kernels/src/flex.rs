@@ -128,32 +128,44 @@ fn ncl(t: &FlexTensor) -> [usize; 3] {
     [n, c, h * w]
 }
 
-/// The `(scale, shift)` of a batch normalisation at inference, when its tensors are plain.
-fn norm_affine(norm: &NormInference<Flex>) -> Option<(Vec<f32>, Vec<f32>)> {
-    plain(&[&norm.gamma, &norm.beta, &norm.mean, &norm.var]).then(|| {
-        let [gamma, beta, mean, var] =
-            [&norm.gamma, &norm.beta, &norm.mean, &norm.var].map(|t| contiguous(t.clone()));
-        cpu::norm_affine(
-            values(&gamma),
-            values(&beta),
-            values(&mean),
-            values(&var),
-            norm.epsilon,
-        )
-    })
+/// The per-channel `(scale, shift)` of a batch normalisation at inference (plain tensors).
+fn scale_shift(n: &NormInference<Flex>) -> (Vec<f32>, Vec<f32>) {
+    let [gamma, beta, mean, var] =
+        [&n.gamma, &n.beta, &n.mean, &n.var].map(|t| contiguous(t.clone()));
+    cpu::norm_affine(
+        values(&gamma),
+        values(&beta),
+        values(&mean),
+        values(&var),
+        n.epsilon,
+    )
 }
 
-/// The epilogue of a convolution: its bias, the normalisation's `(scale, shift)`, the slope.
-fn epilogue<'a>(
-    bias: Option<&'a FlexTensor>,
-    affine: Option<&'a (Vec<f32>, Vec<f32>)>,
+/// Whether the fused kernels can take this block's bias and normalisation (all plain `f32`).
+fn plain_block(bias: Option<&FlexTensor>, norm: Option<&NormInference<Flex>>) -> bool {
+    bias.is_none_or(|b| plain(&[b]))
+        && norm.is_none_or(|n| plain(&[&n.gamma, &n.beta, &n.mean, &n.var]))
+}
+
+/// Runs a fused kernel (`kernel(weight, x, epilogue)`) on contiguous operands, its epilogue the
+/// block's bias, the normalisation's `(scale, shift)` and the activation's slope.
+fn fused(
+    x: FlexTensor,
+    weight: FlexTensor,
+    bias: Option<FlexTensor>,
+    norm: Option<&NormInference<Flex>>,
     slope: Option<f64>,
-) -> cpu::Epilogue<'a> {
-    cpu::Epilogue {
-        bias: bias.map(values),
-        affine: affine.map(|(s, t)| (s.as_slice(), t.as_slice())),
+    kernel: impl FnOnce(&[f32], &[f32], &cpu::Epilogue<'_>) -> Vec<f32>,
+) -> Vec<f32> {
+    let (x, weight) = (contiguous(x), contiguous(weight));
+    let bias = bias.map(contiguous);
+    let affine = norm.map(scale_shift);
+    let epi = cpu::Epilogue {
+        bias: bias.as_ref().map(values),
+        affine: affine.as_ref().map(|(s, t)| (s.as_slice(), t.as_slice())),
         leaky: slope.map(|s| s as f32),
-    }
+    };
+    kernel(values(&weight), values(&x), &epi)
 }
 
 /// The rest of a block after a convolution done by burn-flex's own op: the separate ops.
@@ -180,20 +192,16 @@ fn conv2d_with(
 ) -> FlexTensor {
     let (xs, ws) = (dims4(&x), dims4(&weight));
     let win = conv_window(xs, [ws[2], ws[3]], options.stride, options.padding);
-    let affine = norm.as_ref().map(norm_affine);
     match win {
         Some(win)
             if fast_conv(&options)
                 && win.positions() > FLEX_FORWARD_MAX_POSITIONS
                 && plain(&[&x, &weight])
-                && bias.as_ref().is_none_or(|b| plain(&[b]))
-                && affine.as_ref().is_none_or(Option::is_some) =>
+                && plain_block(bias.as_ref(), norm.as_ref()) =>
         {
-            let (x, weight) = (contiguous(x), contiguous(weight));
-            let bias = bias.map(contiguous);
-            let affine = affine.flatten();
-            let epi = epilogue(bias.as_ref(), affine.as_ref(), slope);
-            let y = cpu::lower(values(&weight), ws[0], values(&x), xs[0], &win, &epi);
+            let y = fused(x, weight, bias, norm.as_ref(), slope, |w, x, epi| {
+                cpu::lower(w, ws[0], x, xs[0], &win, epi)
+            });
             tensor(y, [xs[0], ws[0], win.grid[0], win.grid[1]])
         }
         _ => finish(
@@ -215,19 +223,15 @@ fn conv_transpose2d_with(
 ) -> FlexTensor {
     let (xs, ws) = (dims4(&x), dims4(&weight));
     let win = transposed_window(xs, ws[1], [ws[2], ws[3]], &options);
-    let affine = norm.as_ref().map(norm_affine);
     match win {
         Some(win)
             if fast_transposed(&options)
                 && plain(&[&x, &weight])
-                && bias.as_ref().is_none_or(|b| plain(&[b]))
-                && affine.as_ref().is_none_or(Option::is_some) =>
+                && plain_block(bias.as_ref(), norm.as_ref()) =>
         {
-            let (x, weight) = (contiguous(x), contiguous(weight));
-            let bias = bias.map(contiguous);
-            let affine = affine.flatten();
-            let epi = epilogue(bias.as_ref(), affine.as_ref(), slope);
-            let y = cpu::raise(values(&weight), ws[0], values(&x), xs[0], &win, &epi);
+            let y = fused(x, weight, bias, norm.as_ref(), slope, |w, x, epi| {
+                cpu::raise(w, ws[0], x, xs[0], &win, epi)
+            });
             tensor(y, [xs[0], ws[1], win.image[0], win.image[1]])
         }
         _ => finish(
@@ -325,19 +329,13 @@ impl ConvBackend for Flex {
             return fallback::batch_norm_inference::<Flex>(x, gamma, beta, mean, var, epsilon);
         }
         let [_, c, l] = ncl(&x);
-        let (gamma, beta, mean, var) = (
-            contiguous(gamma),
-            contiguous(beta),
-            contiguous(mean),
-            contiguous(var),
-        );
-        let (scale, shift) = cpu::norm_affine(
-            values(&gamma),
-            values(&beta),
-            values(&mean),
-            values(&var),
+        let (scale, shift) = scale_shift(&NormInference {
+            gamma,
+            beta,
+            mean,
+            var,
             epsilon,
-        );
+        });
         let mut y = owned(x);
         cpu::channel_affine(values_mut(&mut y), c, l, &scale, &shift);
         y

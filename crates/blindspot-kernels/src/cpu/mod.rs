@@ -189,14 +189,6 @@ pub struct Epilogue<'a> {
 }
 
 impl Epilogue<'_> {
-    /// Just a bias (or nothing).
-    pub fn bias(bias: Option<&[f32]>) -> Epilogue<'_> {
-        Epilogue {
-            bias,
-            ..Epilogue::default()
-        }
-    }
-
     /// Applies it to `[nb, channels, len]` maps.
     fn apply(&self, out: &mut [f32], channels: usize, len: usize) {
         if self.bias.is_none() && self.affine.is_none() && self.leaky.is_none() {
