@@ -11,7 +11,7 @@ use crate::checkpoint::{Checkpoints, Which};
 use crate::data::SliceSource;
 use crate::error::{InvalidConfig, Result};
 use crate::model::{Batch, Inference, Model};
-use crate::train::{TrainConfig, Trainer};
+use crate::train::{Fitted, TrainConfig, Trainer};
 
 /// N trained models of one architecture.
 #[derive(Debug, Clone)]
@@ -25,13 +25,46 @@ pub fn member_dir(run_dir: &Path, i: usize) -> PathBuf {
     run_dir.join(format!("member-{i}"))
 }
 
+/// Trains member `i` of an ensemble in `run_dir/member-i` with seed `seed + i` (replacing
+/// `config.seed`): the backend is seeded with it, then `init(seed)` builds the member. The one
+/// place that says how a member is seeded, for [`Ensemble::fit`] and [`crate::TrainJob`].
+///
+/// # Errors
+/// Those of `init` and of [`Trainer::fit`].
+#[allow(clippy::too_many_arguments)] // the member, its folder and what `Trainer::fit` takes
+pub(crate) fn fit_member<B, M, S>(
+    config: &TrainConfig,
+    seed: u64,
+    i: usize,
+    run_dir: &Path,
+    train: &S,
+    val: Option<&S>,
+    device: &B::Device,
+    init: impl FnOnce(u64) -> Result<M>,
+) -> Result<Fitted<M>>
+where
+    B: AutodiffBackend,
+    M: Model<B> + AutodiffModule<B>,
+    M::InnerModule: Model<B::InnerBackend>,
+    S: SliceSource + ?Sized,
+{
+    let seed = seed.wrapping_add(i as u64);
+    let cfg = TrainConfig {
+        seed,
+        ..config.clone()
+    };
+    crate::seeded::<B>(device, seed);
+    let model = init(seed)?;
+    Trainer::new(cfg, member_dir(run_dir, i))?.fit(model, train, val, device)
+}
+
 impl<M> Ensemble<M> {
     /// Trains `n` members; member `i` is built by `init(seed)` after seeding the backend with
     /// `config.seed + i` and trains with that seed. Finished members are resumed (a no-op), so
     /// an interrupted ensemble run continues where it stopped.
     ///
     /// # Errors
-    /// [`Error::InvalidConfig`] for `n == 0`, and those of [`Trainer::fit`].
+    /// [`crate::Error::InvalidConfig`] for `n == 0`, and those of [`Trainer::fit`].
     pub fn fit<B, S>(
         n: usize,
         config: &TrainConfig,
@@ -52,15 +85,16 @@ impl<M> Ensemble<M> {
         }
         let mut members = Vec::with_capacity(n);
         for i in 0..n {
-            let seed = config.seed.wrapping_add(i as u64);
-            let cfg = TrainConfig {
-                seed,
-                ..config.clone()
-            };
-            crate::seeded::<B>(device, seed);
-            let model = init(seed);
-            let fitted =
-                Trainer::new(cfg, member_dir(run_dir, i))?.fit(model, train, val, device)?;
+            let fitted = fit_member(
+                config,
+                config.seed,
+                i,
+                run_dir,
+                train,
+                val,
+                device,
+                |seed| Ok(init(seed)),
+            )?;
             members.push(fitted.model);
         }
         Ok(Self { members })
@@ -69,18 +103,19 @@ impl<M> Ensemble<M> {
     /// Loads `n` members from their checkpoints `which`; `init(i)` builds an untrained member.
     ///
     /// # Errors
-    /// [`Error::NoCheckpoint`] when a member has none, and those of [`crate::load_model`].
+    /// Those of `init`, [`crate::Error::NoCheckpoint`] when a member has none, and those of
+    /// [`crate::load_model`].
     pub fn load<B: Backend>(
         run_dir: &Path,
         n: usize,
         which: Which,
-        mut init: impl FnMut(usize) -> M,
+        mut init: impl FnMut(usize) -> Result<M>,
     ) -> Result<Self>
     where
         M: Module<B>,
     {
         (0..n)
-            .map(|i| Checkpoints::new(&member_dir(run_dir, i)).load_model(init(i), which))
+            .map(|i| Checkpoints::new(&member_dir(run_dir, i)).load_model(init(i)?, which))
             .collect::<Result<Vec<_>>>()
             .map(|members| Self { members })
     }

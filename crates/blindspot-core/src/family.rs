@@ -12,12 +12,12 @@ use rand_chacha::ChaCha8Rng;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use crate::checkpoint::{Checkpoints, Which};
+use crate::checkpoint::Which;
 use crate::data::SliceSource;
-use crate::ensemble::{Ensemble, member_dir};
+use crate::ensemble::{Ensemble, fit_member};
 use crate::error::{InvalidConfig, Result};
 use crate::model::{Batch, Model, SliceOutputs};
-use crate::train::{TrainConfig, Trainer};
+use crate::train::TrainConfig;
 
 /// A model family (the VAE, an autoencoder, a flow): its name in `[model] kind`, its own
 /// settings, the statistics its inference reports, and how its members are built, trained and
@@ -71,20 +71,17 @@ pub trait Family {
     /// The last checkpoint of members `0..members` under `run_dir`, as a handle.
     ///
     /// # Errors
-    /// [`crate::Error::NoCheckpoint`] when a member has none, and those of [`Checkpoints`].
+    /// [`crate::Error::NoCheckpoint`] when a member has none, and those of [`Ensemble::load`].
     fn load<B: ConvBackend>(
         config: &Self::Config,
         run_dir: &Path,
         members: usize,
         device: &B::Device,
     ) -> Result<Box<dyn Members<B>>> {
-        let members = (0..members)
-            .map(|i| {
-                let model = Self::init::<B>(config, device)?;
-                Checkpoints::new(&member_dir(run_dir, i)).load_model(model, Which::Last)
-            })
-            .collect::<Result<Vec<_>>>()?;
-        Ok(Box::new(Ensemble { members }))
+        let ensemble = Ensemble::load::<B>(run_dir, members, Which::Last, |_| {
+            Ok(Self::init::<B>(config, device)?)
+        })?;
+        Ok(Box::new(ensemble))
     }
 }
 
@@ -143,21 +140,23 @@ impl<B: AutodiffBackend> TrainJob<'_, B> {
     /// Trains each member built by `init`.
     ///
     /// # Errors
-    /// Those of `init` and of [`Trainer::fit`].
+    /// Those of `init` and of [`crate::Trainer::fit`].
     pub fn fit<M>(&self, mut init: impl FnMut() -> Result<M, InvalidConfig>) -> Result<()>
     where
         M: Model<B> + AutodiffModule<B>,
         M::InnerModule: Model<B::InnerBackend>,
     {
         for &i in &self.members {
-            let seed = self.seed.wrapping_add(i as u64);
-            let cfg = TrainConfig {
-                seed,
-                ..self.config.clone()
-            };
-            crate::seeded::<B>(self.device, seed);
-            let trainer = Trainer::new(cfg, member_dir(self.run_dir, i))?;
-            trainer.fit(init()?, self.train, self.val, self.device)?;
+            fit_member(
+                self.config,
+                self.seed,
+                i,
+                self.run_dir,
+                self.train,
+                self.val,
+                self.device,
+                |_| Ok(init()?),
+            )?;
         }
         Ok(())
     }

@@ -438,7 +438,7 @@ fn ensembles_train_and_load_as_one_unit() {
     let w: Vec<_> = fitted.valid().members.iter().map(weights).collect();
     assert_ne!(w[0], w[1], "members differ by seed");
     let loaded = Ensemble::load::<TestBackend>(dir.path(), 3, Which::Last, |_| {
-        tiny(32).init::<TestBackend>(&d).unwrap()
+        Ok(tiny(32).init::<TestBackend>(&d)?)
     })
     .unwrap();
     for (a, b) in loaded.members.iter().zip(&w) {
@@ -450,7 +450,7 @@ fn ensembles_train_and_load_as_one_unit() {
     assert_eq!(outs.len(), 3);
     assert!(
         Ensemble::load::<TestBackend>(dir.path(), 4, Which::Last, |_| {
-            tiny(32).init::<TestBackend>(&d).unwrap()
+            Ok(tiny(32).init::<TestBackend>(&d)?)
         })
         .is_err()
     );
