@@ -132,14 +132,15 @@ impl Family for DaeFamily {
         )
     }
 
+    // the same model as the autoencoder (its config carries the noise)
     fn init<B: ConvBackend>(
         c: &AutoencoderConfig,
         device: &B::Device,
     ) -> Result<Autoencoder<B>, InvalidConfig> {
-        c.init::<B>(device)
+        AeFamily::init::<B>(c, device)
     }
 
     fn train<B: ConvAutodiffBackend>(c: &AutoencoderConfig, job: &TrainJob<'_, B>) -> Result<()> {
-        job.fit(|| c.init::<B>(job.device))
+        AeFamily::train::<B>(c, job)
     }
 }

@@ -229,14 +229,6 @@ impl GridLayout {
     }
 }
 
-/// The value at quantile `q` of `v` (linear interpolation, the workspace's one quantile:
-/// `blindspot_metrics::quantile_sorted`); `v` must not be empty.
-fn quantile(v: &[f32], q: f64) -> f32 {
-    let mut sorted: Vec<f64> = v.iter().map(|&x| f64::from(x)).collect();
-    sorted.sort_unstable_by(f64::total_cmp);
-    blindspot_metrics::quantile_sorted(&sorted, q) as f32
-}
-
 /// Short text of a window bound.
 pub(crate) fn fmt_bound(v: f32) -> String {
     let a = v.abs();
@@ -407,7 +399,7 @@ pub(crate) fn resolve_windows(grid: &SliceGrid, styles: &[ColumnStyle]) -> Vec<(
         .map(|c| match styles[root[c]].window {
             Window::Fixed([lo, hi]) => (lo, hi),
             _ => {
-                let v: Vec<f32> = grid
+                let mut v: Vec<f64> = grid
                     .rows
                     .iter()
                     .flat_map(|r| {
@@ -415,19 +407,22 @@ pub(crate) fn resolve_windows(grid: &SliceGrid, styles: &[ColumnStyle]) -> Vec<(
                             .iter()
                             .enumerate()
                             .filter(|(k, _)| root[*k] == root[c])
-                            .flat_map(|(_, p)| p.data.iter().copied())
+                            .flat_map(|(_, p)| p.data.iter().map(|&x| f64::from(x)))
                     })
                     .filter(|v| v.is_finite())
                     .collect();
                 if v.is_empty() {
                     return (0.0, 1.0);
                 }
-                let (lo, hi) = (quantile(&v, 0.005), quantile(&v, 0.995));
+                // sorted once for all four quantiles (the workspace's one, linear)
+                v.sort_unstable_by(f64::total_cmp);
+                let q = |p: f64| blindspot_metrics::quantile_sorted(&v, p) as f32;
+                let (lo, hi) = (q(0.005), q(0.995));
                 if hi > lo {
                     (lo, hi)
                 } else {
                     // a near-constant column: the full range, or the constant itself
-                    (quantile(&v, 0.0), quantile(&v, 1.0))
+                    (q(0.0), q(1.0))
                 }
             }
         })
