@@ -23,6 +23,16 @@ pub enum Aggregation {
 }
 
 impl Aggregation {
+    /// How the report and the CLI name it: `mean`, `max`, `min`, `q0.25`.
+    pub fn label(self) -> String {
+        match self {
+            Aggregation::Mean => "mean".into(),
+            Aggregation::Max => "max".into(),
+            Aggregation::Min => "min".into(),
+            Aggregation::Quantile(q) => format!("q{q}"),
+        }
+    }
+
     /// Reduce `values`.
     ///
     /// # Errors

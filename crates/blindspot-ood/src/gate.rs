@@ -52,6 +52,9 @@ pub enum Side {
     High,
     /// Values below the healthy median are evidence.
     Low,
+    /// Values far from the healthy median on either side are evidence (a shift that can move
+    /// a statistic either way, such as the input's intensity).
+    Both,
 }
 
 /// One statistic, reduced over a scan's slices, read on one side.
@@ -83,6 +86,51 @@ pub struct GateConfig {
     pub fit_fraction: f64,
     /// Seed of the fit/calibration split.
     pub seed: u64,
+    /// What the gate is meant to achieve on a run's test sets: the criteria the report judges
+    /// it by, written into the config before the results are seen.
+    pub goals: GateGoals,
+}
+
+/// The gate's goals, judged per run at scan level (docs/method.md 6). Rates are fractions of
+/// scans; FPR ratios are multiples of the pixel threshold's target FPR.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct GateGoals {
+    /// At least this share of all in-distribution test scans (healthy and lesional) accepted.
+    pub id_acceptance: f64,
+    /// At least this share of the lesional in-distribution test scans accepted.
+    pub lesional_acceptance: f64,
+    /// At least this share of the accepted lesional in-distribution scans flagged "lesion
+    /// suspected" ...
+    pub lesion_sensitivity: f64,
+    /// ... while at most this share of the accepted healthy in-distribution scans is.
+    pub healthy_flag_rate: f64,
+    /// The scan-level lesion score separates lesional from healthy in-distribution scans with
+    /// at least this AUROC.
+    pub lesion_auroc: f64,
+    /// A test set whose healthy-pixel FPR without the gate exceeds this multiple of the target
+    /// is a harmful shift ...
+    pub harmful_fpr_ratio: f64,
+    /// ... and at least this share of its scans must be rejected.
+    pub harmful_rejection: f64,
+    /// On the scans the gate accepts, every set's healthy-pixel FPR is at most this multiple
+    /// of the target.
+    pub accepted_fpr_ratio: f64,
+}
+
+impl Default for GateGoals {
+    fn default() -> Self {
+        Self {
+            id_acceptance: 0.95,
+            lesional_acceptance: 0.90,
+            lesion_sensitivity: 0.90,
+            healthy_flag_rate: 0.10,
+            lesion_auroc: 0.95,
+            harmful_fpr_ratio: 1.5,
+            harmful_rejection: 0.85,
+            accepted_fpr_ratio: 1.5,
+        }
+    }
 }
 
 impl Default for GateConfig {
@@ -105,6 +153,7 @@ impl Default for GateConfig {
             ],
             fit_fraction: 0.5,
             seed: 0,
+            goals: GateGoals::default(),
         }
     }
 }
@@ -149,7 +198,8 @@ pub struct Reason {
     pub value: f64,
     /// The healthy median of the aggregated value.
     pub healthy_median: f64,
-    /// Robust z: `(value - median) / (1.4826 MAD)`, sign flipped for [`Side::Low`].
+    /// Robust z: `(value - median) / (1.4826 MAD)`, sign flipped for [`Side::Low`], its
+    /// absolute value for [`Side::Both`].
     pub z: f64,
     /// Whether this component alone exceeds its test's threshold.
     pub exceeds: bool,
@@ -181,6 +231,43 @@ pub struct ScanVerdict {
 }
 
 impl ScanVerdict {
+    /// One line that says why: the decision, each score against its threshold, and the
+    /// component that sets each score (the largest shift z, the smallest lesion z).
+    pub fn summary(&self) -> String {
+        let pick = |role: Role, largest: bool| {
+            self.reasons
+                .iter()
+                .filter(|r| r.role == role)
+                .reduce(|a, b| {
+                    let b_wins = if largest { b.z > a.z } else { b.z < a.z };
+                    if b_wins { b } else { a }
+                })
+                .map_or_else(String::new, |r| {
+                    format!(
+                        " from {} ({}) = {:.4} against a healthy median of {:.4}",
+                        r.component.statistic,
+                        r.component.aggregation.label(),
+                        r.value,
+                        r.healthy_median
+                    )
+                })
+        };
+        let decision = match self.decision {
+            Decision::InDistribution => "in distribution, no lesion",
+            Decision::LesionSuspected => "in distribution, lesion suspected",
+            Decision::OutOfDistribution => "out of distribution, no map",
+        };
+        format!(
+            "{decision}: shift z {:.2} (threshold {:.2}){}; lesion z {:.2} (threshold {:.2}){}",
+            self.shift_score,
+            self.shift_threshold,
+            pick(Role::Shift, true),
+            self.lesion_score,
+            self.lesion_threshold,
+            pick(Role::Lesion, false)
+        )
+    }
+
     /// Write the verdict as pretty JSON to `path`, atomically (a temporary file in the same
     /// directory, then a rename).
     ///
@@ -518,6 +605,7 @@ fn raw_scores(
                 let z = match c.side {
                     Side::High => (value - s.median) / s.scale,
                     Side::Low => (s.median - value) / s.scale,
+                    Side::Both => (value - s.median).abs() / s.scale,
                 };
                 reasons.push(Reason {
                     role,

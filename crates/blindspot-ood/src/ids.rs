@@ -117,11 +117,36 @@ pub enum Statistic {
     Dose,
     /// The paper's DoSE variant: the sum of raw KDE densities (docs/method.md 4.3). Lower is OOD.
     DoseDensitySum,
+    /// Median over the slice's brain pixels of the absolute residual `|x - x_hat|` (not
+    /// post-processed; a model's anomaly map where it has no reconstruction): how well the
+    /// model reconstructs the tissue the slice mostly consists of. A lesion covering less than
+    /// half of the brain pixels cannot move it; noise, blur or another contrast does. Higher
+    /// is OOD.
+    ResidualMedian,
+    /// The 95th percentile of the post-processed residual over the slice's brain pixels: the
+    /// level that 5 % of them exceed, on the scale of the pixel threshold (a slice whose value
+    /// is above the threshold has a healthy-pixel FPR above 5 %). Higher is OOD.
+    ResidualQ95,
+    /// The [`PEAK_PIXELS`]-th largest value of the post-processed residual: the level a bright
+    /// spot of at least that many pixels reaches (the lesional-slice rule's size). Higher is
+    /// anomalous.
+    ResidualPeak,
+    /// Median of the model input over the slice's brain pixels (model-free). A shift moves
+    /// it either way: read it two-sided (the gate's `side = "both"`); its nominal direction
+    /// is higher is OOD.
+    IntensityMedian,
+    /// Interquartile range of the model input over the slice's brain pixels (model-free);
+    /// like [`Statistic::IntensityMedian`], nominally higher is OOD.
+    IntensityIqr,
 }
+
+/// The size, in pixels, of the bright spot [`Statistic::ResidualPeak`] reads: a slice is
+/// lesional by the evaluation's default rule from 20 lesion pixels.
+pub const PEAK_PIXELS: usize = 20;
 
 impl Statistic {
     /// Every statistic, in a fixed order.
-    pub const ALL: [Statistic; 13] = [
+    pub const ALL: [Statistic; 18] = [
         Statistic::RecErr,
         Statistic::Kl,
         Statistic::NegElbo,
@@ -135,6 +160,11 @@ impl Statistic {
         Statistic::WaicNegElbo,
         Statistic::Dose,
         Statistic::DoseDensitySum,
+        Statistic::ResidualMedian,
+        Statistic::ResidualQ95,
+        Statistic::ResidualPeak,
+        Statistic::IntensityMedian,
+        Statistic::IntensityIqr,
     ];
 
     /// The short name used in tables, JSON and configs.
@@ -153,6 +183,11 @@ impl Statistic {
             Statistic::WaicNegElbo => "waic_neg_elbo",
             Statistic::Dose => "dose",
             Statistic::DoseDensitySum => "dose_density_sum",
+            Statistic::ResidualMedian => "residual_median",
+            Statistic::ResidualQ95 => "residual_q95",
+            Statistic::ResidualPeak => "residual_peak",
+            Statistic::IntensityMedian => "intensity_median",
+            Statistic::IntensityIqr => "intensity_iqr",
         }
     }
 
@@ -166,7 +201,12 @@ impl Statistic {
             | Statistic::Typicality
             | Statistic::Mahalanobis
             | Statistic::Waic
-            | Statistic::WaicNegElbo => Direction::HigherIsOod,
+            | Statistic::WaicNegElbo
+            | Statistic::ResidualMedian
+            | Statistic::ResidualQ95
+            | Statistic::ResidualPeak
+            | Statistic::IntensityMedian
+            | Statistic::IntensityIqr => Direction::HigherIsOod,
             Statistic::Entropy
             | Statistic::EntropyClean
             | Statistic::LogLikelihood

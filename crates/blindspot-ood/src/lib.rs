@@ -55,6 +55,6 @@ pub use blindspot_metrics::{BootstrapConfig, ConfidenceInterval};
 pub use conformal::ConformalThreshold;
 pub use dose::{Dose, DoseCombine};
 pub use error::{OodError, Result};
-pub use gate::{Decision, Gate, GateConfig, ScanVerdict};
+pub use gate::{Decision, Gate, GateConfig, GateGoals, ScanVerdict};
 pub use kde::GaussianKde;
 pub use record::{Direction, LesionRule, ScanId, SliceId, SliceRecord, Statistic};

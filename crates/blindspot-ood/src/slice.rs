@@ -5,13 +5,14 @@
 //! ELBO, log-likelihood, latent mean). This module post-processes the residual the paper's way
 //! (docs/method.md 3.1) and computes every per-slice statistic it can.
 
-use blindspot_metrics::{Connectivity, erode, median_filter};
+use blindspot_metrics::{Connectivity, erode, median_filter, quantile_sorted};
 use serde::{Deserialize, Serialize};
 
 use crate::entropy::{
     PAPER_EPS, PAPER_MIN_MASK_PIXELS, residual_entropy_clean, residual_entropy_paper,
 };
 use crate::error::{OodError, Result, check_finite};
+use crate::ids::PEAK_PIXELS;
 use crate::record::{SliceId, SliceRecord, Statistic};
 
 /// Which residual of input and reconstruction.
@@ -94,6 +95,9 @@ pub struct SliceInput<'a> {
     pub log_likelihood: Option<f64>,
     /// The posterior mean, when the model has a latent space.
     pub latent_mean: Option<&'a [f32]>,
+    /// The model input, for the model-free intensity statistics (`None`: the input of a
+    /// [`ResidualSource::Reconstruction`], if any).
+    pub image: Option<&'a [f32]>,
 }
 
 /// Settings of [`slice_record`].
@@ -206,9 +210,53 @@ pub fn postprocess_residual(
     Ok(r)
 }
 
+/// The values of `values` under the mask, as f64.
+fn masked(values: &[f32], mask: &[bool]) -> Vec<f64> {
+    values
+        .iter()
+        .zip(mask)
+        .filter(|(_, m)| **m)
+        .map(|(v, _)| f64::from(*v))
+        .collect()
+}
+
+/// `residual_median` (of the raw absolute residual, or of the anomaly map), `residual_q95`
+/// and `residual_peak` (of the post-processed residual `post`) over the brain pixels. The
+/// buffers' lengths were checked by the caller; `mask` has at least one pixel.
+fn residual_levels(
+    source: ResidualSource<'_>,
+    mask: &[bool],
+    post: &[f32],
+) -> [(Statistic, f64); 3] {
+    let mut raw: Vec<f64> = match source {
+        ResidualSource::Reconstruction {
+            input,
+            reconstruction,
+        } => input
+            .iter()
+            .zip(reconstruction)
+            .zip(mask)
+            .filter(|(_, m)| **m)
+            .map(|((x, y), _)| f64::from((x - y).abs()))
+            .collect(),
+        ResidualSource::AnomalyMap(map) => masked(map, mask),
+    };
+    raw.sort_by(f64::total_cmp);
+    let mut post = masked(post, mask);
+    post.sort_by(f64::total_cmp);
+    let peak = post[post.len().saturating_sub(PEAK_PIXELS)];
+    [
+        (Statistic::ResidualMedian, quantile_sorted(&raw, 0.5)),
+        (Statistic::ResidualQ95, quantile_sorted(&post, 0.95)),
+        (Statistic::ResidualPeak, peak),
+    ]
+}
+
 /// Every per-slice statistic that `input` allows: `rec_err`, `kl`, `neg_elbo`, `coded_elbo`,
-/// both residual entropies (slices with more than `min_mask_pixels` mask pixels),
-/// `log_likelihood`, and the latent mean for [`crate::mahalanobis`].
+/// both residual entropies and the residual levels `residual_median`, `residual_q95`,
+/// `residual_peak` (slices with more than `min_mask_pixels` mask pixels), the input's
+/// `intensity_median` and `intensity_iqr` (the same slices), `log_likelihood`, and the latent
+/// mean for [`crate::mahalanobis`].
 ///
 /// # Errors
 /// As [`postprocess_residual`]; [`OodError::NonFinite`] for a NaN or infinite scalar.
@@ -301,6 +349,24 @@ pub fn slice_record(input: &SliceInput<'_>, config: &SliceStatsConfig) -> Result
         }
         if let Some(h) = residual_entropy_clean(&residual, input.mask, config.min_mask_pixels)? {
             record.set(Statistic::EntropyClean, h);
+        }
+        for (statistic, value) in residual_levels(input.residual, input.mask, &residual) {
+            record.set(statistic, value);
+        }
+        let image = match (input.image, input.residual) {
+            (Some(x), _) | (None, ResidualSource::Reconstruction { input: x, .. }) => Some(x),
+            (None, ResidualSource::AnomalyMap(_)) => None,
+        };
+        if let Some(x) = image {
+            check_len(|| format!("image of {}", input.id), n, x.len())?;
+            let mut v = masked(x, input.mask);
+            check_finite(|| format!("image of {}", input.id), &v)?;
+            v.sort_by(f64::total_cmp);
+            record.set(Statistic::IntensityMedian, quantile_sorted(&v, 0.5));
+            record.set(
+                Statistic::IntensityIqr,
+                quantile_sorted(&v, 0.75) - quantile_sorted(&v, 0.25),
+            );
         }
     }
     if let Some(z) = input.latent_mean {

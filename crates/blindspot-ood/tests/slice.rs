@@ -48,6 +48,7 @@ fn input<'a>(
         elbo: None,
         log_likelihood: None,
         latent_mean: Some(&[0.1, -0.2]),
+        image: None,
     }
 }
 
@@ -219,4 +220,88 @@ fn bad_buffers_and_scalars_are_errors() {
         slice_record(&input(&xr, &xr, &mask, None), &even),
         Err(OodError::Metrics(_))
     ));
+}
+
+#[test]
+fn residual_levels_and_intensity_summaries_match_a_hand_computed_slice() {
+    // 10x10 image, brain = the 8x8 interior (64 pixels); no post-processing, so the
+    // post-processed residual is the positive residual on the mask.
+    let (w, h) = (10usize, 10usize);
+    let mask: Vec<bool> = (0..w * h)
+        .map(|i| (1..9).contains(&(i % w)) && (1..9).contains(&(i / w)))
+        .collect();
+    let xr = vec![0.0f32; w * h];
+    // Brain pixel k (row-major over the interior) gets x = k / 64 - 0.25: 16 negative
+    // residuals, 48 positive ones; the background gets a huge value the stats must ignore.
+    let mut x = vec![100.0f32; w * h];
+    let mut k = 0usize;
+    for (i, m) in mask.iter().enumerate() {
+        if *m {
+            x[i] = k as f32 / 64.0 - 0.25;
+            k += 1;
+        }
+    }
+    let cfg = SliceStatsConfig {
+        postprocess: PostprocessConfig {
+            kind: ResidualKind::Positive,
+            erosion_iterations: 0,
+            median_size: 1,
+        },
+        entropy_eps: 1e-8,
+        min_mask_pixels: 10,
+    };
+    let mut i = input(&x, &xr, &mask, None);
+    i.width = w;
+    i.height = h;
+    let r = slice_record(&i, &cfg).unwrap();
+    // |x| over the brain: 16 values k/64 - 1/4 for k < 16 (down to 1/64), 48 values above.
+    let mut abs: Vec<f64> = (0..64).map(|k| (k as f64 / 64.0 - 0.25).abs()).collect();
+    abs.sort_by(f64::total_cmp);
+    let median = (abs[31] + abs[32]) / 2.0;
+    assert!((r.get(Statistic::ResidualMedian).unwrap() - median).abs() < 1e-6);
+    // Positive part: 16 zeros then k/64 - 1/4; its 95th percentile (linear) and 20th largest.
+    let mut pos: Vec<f64> = (0..64).map(|k| (k as f64 / 64.0 - 0.25).max(0.0)).collect();
+    pos.sort_by(f64::total_cmp);
+    let q95 = pos[59] + (pos[60] - pos[59]) * (0.95 * 63.0 - 59.0);
+    assert!((r.get(Statistic::ResidualQ95).unwrap() - q95).abs() < 1e-6);
+    assert!((r.get(Statistic::ResidualPeak).unwrap() - pos[64 - 20]).abs() < 1e-6);
+    // The input itself: its median and IQR over the brain, ignoring the background.
+    let xs: Vec<f64> = (0..64).map(|k| k as f64 / 64.0 - 0.25).collect();
+    let q = |p: f64| {
+        let pos = p * 63.0;
+        let lo = pos.floor() as usize;
+        xs[lo] + (xs[(lo + 1).min(63)] - xs[lo]) * (pos - lo as f64)
+    };
+    assert!((r.get(Statistic::IntensityMedian).unwrap() - q(0.5)).abs() < 1e-6);
+    assert!((r.get(Statistic::IntensityIqr).unwrap() - (q(0.75) - q(0.25))).abs() < 1e-6);
+}
+
+#[test]
+fn a_planted_spot_raises_the_peak_but_not_the_median_residual() {
+    let mask = brain();
+    let xr = recon();
+    let noise: Vec<f32> = (0..W * H)
+        .map(|i| 0.05 * ((i as f32 * 12.9898).sin() * 43_758.547).fract())
+        .collect();
+    let healthy: Vec<f32> = xr.iter().zip(&noise).map(|(a, b)| a + b).collect();
+    let mut lesion = healthy.clone();
+    for y in 10..16 {
+        for x in 12..18 {
+            lesion[y * W + x] += 2.0;
+        }
+    }
+    let cfg = SliceStatsConfig::default();
+    let h = slice_record(&input(&healthy, &xr, &mask, None), &cfg).unwrap();
+    let l = slice_record(&input(&lesion, &xr, &mask, None), &cfg).unwrap();
+    let get = |r: &blindspot_ood::SliceRecord, s| r.get(s).unwrap();
+    // 36 of about 520 brain pixels: the peak sees it, the median moves by a few ranks only
+    // (the mean, rec_err, by far more).
+    assert!(get(&l, Statistic::ResidualPeak) > get(&h, Statistic::ResidualPeak) + 1.0);
+    let (hm, lm) = (
+        get(&h, Statistic::ResidualMedian),
+        get(&l, Statistic::ResidualMedian),
+    );
+    assert!((lm - hm).abs() < 0.15 * hm, "median {hm} -> {lm}");
+    let (hr, lr) = (get(&h, Statistic::RecErr), get(&l, Statistic::RecErr));
+    assert!(lr - hr > 5.0 * (lm - hm).abs(), "rec_err {hr} -> {lr}");
 }

@@ -267,6 +267,7 @@ pub(crate) fn infer_set<B: Backend>(
                     elbo: member.log_likelihood,
                     log_likelihood: member.log_likelihood,
                     latent_mean: None,
+                    image: Some(x),
                 };
                 member_records[m].push(slice_record(&input, &stats_cfg)?);
             }
@@ -302,6 +303,7 @@ pub(crate) fn infer_set<B: Backend>(
                 elbo: mean_of(|m| m.log_likelihood),
                 log_likelihood: mean_of(|m| m.log_likelihood),
                 latent_mean: None,
+                image: Some(x),
             };
             set.records.push(slice_record(&input, &stats_cfg)?);
             set.record_slices.push(i);

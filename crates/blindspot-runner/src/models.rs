@@ -179,8 +179,8 @@ impl<'de> Deserialize<'de> for ModelConfig {
 impl ModelConfig {
     /// The statistics the pipeline can compute for this family, in [`Statistic::ALL`]'s order:
     /// those its inference reports (`rec_err`, `kl`, a log-likelihood), those computed from
-    /// them (the ELBOs, WAIC over either), and those every family has (residual entropies,
-    /// DoSE).
+    /// them (the ELBOs, WAIC over either), and those every family has (residual entropies and
+    /// levels, the input's intensity, DoSE).
     pub fn statistics(&self) -> Vec<Statistic> {
         let has = |s: &str| self.model_statistics().contains(&s);
         let (rec, kl, ll) = (
@@ -200,7 +200,12 @@ impl ModelConfig {
                 Statistic::Entropy
                 | Statistic::EntropyClean
                 | Statistic::Dose
-                | Statistic::DoseDensitySum => true,
+                | Statistic::DoseDensitySum
+                | Statistic::ResidualMedian
+                | Statistic::ResidualQ95
+                | Statistic::ResidualPeak
+                | Statistic::IntensityMedian
+                | Statistic::IntensityIqr => true,
                 // statistics of other models (typicality, Mahalanobis) and any added later
                 _ => false,
             })
