@@ -11,6 +11,7 @@
 
 mod bench;
 mod fuzz;
+mod gate_study;
 mod invariants;
 mod study;
 
@@ -55,7 +56,21 @@ fn main() -> Result<()> {
         Cmd::Validate { no_tests } => validate(no_tests),
         Cmd::Invariants => invariants::check(&workspace_root()),
         Cmd::Bench { which } => bench::run(which),
-        Cmd::Study(args) => study::run(args),
+        Cmd::Study(args) => {
+            let text = std::fs::read_to_string(&args.study)
+                .with_context(|| format!("reading {}", args.study.display()))?;
+            if gate_study::is_gate_study(&text) {
+                gate_study::run(
+                    &args.study,
+                    &text,
+                    &args.only,
+                    args.table_only,
+                    args.table.as_deref(),
+                )
+            } else {
+                study::run(args)
+            }
+        }
         Cmd::Fuzz(args) => fuzz::run_fuzz(args),
     }
 }
@@ -94,6 +109,14 @@ pub(crate) fn workspace_root() -> PathBuf {
 
 pub(crate) fn cargo() -> Command {
     Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+}
+
+/// `CARGO_TARGET_DIR` or `target/` of the workspace.
+pub(crate) fn target_dir(root: &Path) -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .map(|p| if p.is_relative() { root.join(p) } else { p })
+        .unwrap_or_else(|| root.join("target"))
 }
 
 /// Run a command, failing with its command line when it exits non-zero.

@@ -1,4 +1,5 @@
-//! `cargo xtask study STUDY.toml`: a learning-curve study, reproducible from one file.
+//! `cargo xtask study STUDY.toml`: a learning-curve study, reproducible from one file (a file
+//! with `kind = "gate"` is a gate study instead: `gate_study.rs`).
 //!
 //! A study file names a base experiment config, settings applied to every variant, and the
 //! variants, each a list of `--set KEY=VALUE` overrides of the `blindspot` command line:
@@ -29,16 +30,16 @@ use serde::Deserialize;
 #[derive(clap::Args)]
 pub struct Args {
     /// The study file.
-    study: PathBuf,
+    pub(crate) study: PathBuf,
     /// Only these variants (repeatable); default all.
     #[arg(long)]
-    only: Vec<String>,
+    pub(crate) only: Vec<String>,
     /// Only build the table from the runs already there; train nothing.
     #[arg(long)]
-    table_only: bool,
+    pub(crate) table_only: bool,
     /// Also write the Markdown table to this file.
     #[arg(long)]
-    table: Option<PathBuf>,
+    pub(crate) table: Option<PathBuf>,
 }
 
 #[derive(Deserialize)]
@@ -105,7 +106,7 @@ pub fn run(args: Args) -> Result<()> {
             "-p",
             "blindspot-runner",
         ]))?;
-        let exe = target_dir(&root).join("release").join("blindspot");
+        let exe = crate::target_dir(&root).join("release").join("blindspot");
         for v in &chosen {
             let dir = out.join(&v.name);
             for step in ["synth", "prepare", "train"] {
@@ -137,14 +138,6 @@ pub fn run(args: Args) -> Result<()> {
         std::fs::write(path, &table).with_context(|| format!("writing {}", path.display()))?;
     }
     Ok(())
-}
-
-/// `CARGO_TARGET_DIR` or `target/` of the workspace.
-fn target_dir(root: &Path) -> PathBuf {
-    std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .map(|p| if p.is_relative() { root.join(p) } else { p })
-        .unwrap_or_else(|| root.join("target"))
 }
 
 fn json(path: &Path) -> Result<serde_json::Value> {

@@ -384,15 +384,92 @@ pub(crate) fn document(r: &Results, plots: &[Plot]) -> Vec<Block> {
                 opt(g.aurc.as_ref(), est)
             ),
         ]));
+        let goals = crate::findings::gate_goals(r);
+        if !goals.is_empty() {
+            d.push(Heading(3, "The gate's goals".into()));
+            d.push(Para("Each goal was written into the run's `[gate.goals]` before its results were seen, and is judged on scan-level bootstrap intervals as the findings are: it holds when the interval lies on the goal's side, does not hold when it lies on the other, and is inconclusive when it reaches both.".into()));
+            d.push(Table {
+                header: ["goal", "criterion", "measured", "verdict"]
+                    .map(String::from)
+                    .to_vec(),
+                rows: goals
+                    .iter()
+                    .map(|x| {
+                        vec![
+                            x.goal.clone(),
+                            x.criterion.clone(),
+                            x.measured.clone(),
+                            x.verdict.label().split(':').next().unwrap_or("").to_owned(),
+                        ]
+                    })
+                    .collect(),
+            });
+        }
+        if !g.scans.is_empty() {
+            d.push(Heading(3, "The whole decision".into()));
+            d.push(Para("Every test scan by its true kind (the role of its set, and whether it has lesion pixels) against the gate's verdict.".into()));
+            let kinds = [
+                (
+                    TestSetRole::InDistribution,
+                    false,
+                    "in distribution, healthy",
+                ),
+                (
+                    TestSetRole::InDistribution,
+                    true,
+                    "in distribution, lesional",
+                ),
+                (TestSetRole::OutOfDistribution, false, "shifted, healthy"),
+                (TestSetRole::OutOfDistribution, true, "shifted, lesional"),
+            ];
+            let role_of = |set: &str| r.test_sets.iter().find(|t| t.name == set).map(|t| t.role);
+            let rows = kinds
+                .iter()
+                .filter_map(|&(kind_role, lesional, label)| {
+                    let of: Vec<_> = g
+                        .scans
+                        .iter()
+                        .filter(|s| {
+                            s.lesional == lesional && role_of(&s.test_set) == Some(kind_role)
+                        })
+                        .collect();
+                    if of.is_empty() {
+                        return None;
+                    }
+                    let count = |d: &str| of.iter().filter(|s| s.decision == d).count().to_string();
+                    Some(vec![
+                        label.to_owned(),
+                        of.len().to_string(),
+                        count("in_distribution"),
+                        count("lesion_suspected"),
+                        count("out_of_distribution"),
+                    ])
+                })
+                .collect();
+            d.push(Table {
+                header: [
+                    "true kind of scan",
+                    "scans",
+                    "in distribution, no lesion",
+                    "lesion suspected",
+                    "rejected (OOD)",
+                ]
+                .map(String::from)
+                .to_vec(),
+                rows,
+            });
+        }
         d.push(Table {
             header: [
                 "test set",
                 "role",
                 "scans",
+                "lesional",
                 "in distribution",
                 "lesion suspected",
                 "rejected (OOD)",
-                "accepted",
+                "FPR, all scans",
+                "FPR, accepted scans",
             ]
             .map(String::from)
             .to_vec(),
@@ -409,13 +486,15 @@ pub(crate) fn document(r: &Results, plots: &[Plot]) -> Vec<Block> {
                         s.test_set.clone(),
                         set_role.into(),
                         s.scans.to_string(),
+                        s.lesional_scans.to_string(),
                         s.in_distribution.to_string(),
                         s.lesion_suspected.to_string(),
                         s.rejected.to_string(),
-                        if s.scans == 0 {
-                            "n/a".into()
+                        opt(s.healthy_fpr_all.as_ref(), est_pct),
+                        if s.scans == s.rejected {
+                            "none accepted".into()
                         } else {
-                            pct((s.scans - s.rejected) as f64 / s.scans as f64)
+                            opt(s.healthy_fpr_accepted.as_ref(), est_pct)
                         },
                     ]
                 })

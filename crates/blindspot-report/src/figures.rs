@@ -6,7 +6,7 @@ use std::path::Path;
 use plotters::prelude::SeriesLabelPosition;
 
 use crate::error::Result;
-use crate::findings::pct;
+use crate::findings::{est, pct};
 use crate::plot::{Axes, Bar, RefLine, bar_plot, histogram_plot, line_plot, padded_range};
 use crate::schema::{Curve, Results, TestSetRole};
 
@@ -409,6 +409,9 @@ pub(crate) fn write_plots(r: &Results, dir: &Path) -> Result<Vec<Plot>> {
     }
 
     if let Some(g) = r.gate.as_ref().filter(|g| !g.per_set.is_empty()) {
+        let goal_line = g
+            .criteria
+            .map_or(crate::findings::GATE_ID_ACCEPTANCE, |c| c.id_acceptance);
         let rel = "plots/gate-acceptance.png".to_string();
         let bars: Vec<Bar> = g
             .per_set
@@ -436,14 +439,54 @@ pub(crate) fn write_plots(r: &Results, dir: &Path) -> Result<Vec<Plot>> {
             "fraction of the set's scans accepted (lesion map reported)",
             &bars,
             &["ID", "OOD"],
-            &[crate::findings::GATE_ID_ACCEPTANCE],
+            &[goal_line],
         )?;
         add(
             rel,
             format!(
-                "The share of each test set's scans the gate accepts, that is, reports a lesion map for (judged in distribution, with or without a suspected lesion). In-distribution (ID, blue) sets, healthy and lesional, should be accepted: the dashed line is the goal of {}. Shifted (OOD, orange) sets should be rejected.",
-                pct(crate::findings::GATE_ID_ACCEPTANCE)
+                "The share of each test set's scans the gate accepts, that is, reports a lesion map for (judged in distribution, with or without a suspected lesion). In-distribution (ID, blue) sets, healthy and lesional, should be accepted: the dashed line is the goal of {}. Shifted (OOD, orange) sets should be rejected where the shift harms the lesion map.",
+                pct(goal_line)
             ),
+            PlotSection::Gate,
+        );
+    }
+
+    if let Some((g, roc)) = r.gate.as_ref().and_then(|g| {
+        g.goals
+            .as_ref()
+            .filter(|n| n.lesion_roc.len() >= 2)
+            .map(|n| (n, &n.lesion_roc))
+    }) {
+        let rel = "plots/gate-lesion-roc.png".to_string();
+        let label = g
+            .lesion_auroc
+            .as_ref()
+            .map_or_else(|| "lesion score".into(), |e| format!("AUROC {}", est(e)));
+        let axes = Axes {
+            title: "Scan-level lesion score, in-distribution scans",
+            x_desc: "healthy scans flagged (FPR)",
+            y_desc: "lesional scans flagged (TPR)",
+            x: 0.0..1.0,
+            y: 0.0..1.0,
+            legend: SeriesLabelPosition::LowerRight,
+        };
+        let chance = RefLine {
+            label: "chance".into(),
+            from: (0.0, 0.0),
+            to: (1.0, 1.0),
+        };
+        line_plot(
+            &dir.join(&rel),
+            &axes,
+            &[Curve {
+                label,
+                points: roc.clone(),
+            }],
+            &[chance],
+        )?;
+        add(
+            rel,
+            "ROC of the gate's scan-level lesion score over the in-distribution test scans (lesional against healthy, whatever the shift verdict): how well the score the lesion flag thresholds separates scans with a lesion from scans without. The interval in the legend is a scan-level bootstrap.".into(),
             PlotSection::Gate,
         );
     }

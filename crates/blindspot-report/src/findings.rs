@@ -497,6 +497,178 @@ fn per_set(r: &Results, label: &str) -> String {
         .join(", ")
 }
 
+/// One of the gate's goals as the report states it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GoalCheck {
+    /// The goal (`in-distribution scans accepted`).
+    pub goal: String,
+    /// Its criterion, in words.
+    pub criterion: String,
+    /// What the run measured, with intervals.
+    pub measured: String,
+    /// Whether it holds.
+    pub verdict: Verdict,
+}
+
+fn at_least(e: &Estimate, bound: f64) -> Option<bool> {
+    side(e, bound).or_else(|| (e.value >= bound && e.low == Some(bound)).then_some(true))
+}
+
+fn at_most(e: &Estimate, bound: f64) -> Option<bool> {
+    match (e.low, e.high) {
+        (_, Some(hi)) if hi <= bound => Some(true),
+        (Some(lo), _) if lo > bound => Some(false),
+        (Some(_), Some(_)) => None,
+        _ => Some(e.value <= bound),
+    }
+}
+
+fn verdict_of(part: Option<Option<bool>>) -> Verdict {
+    match part {
+        None => Verdict::NotMeasured,
+        Some(Some(true)) => Verdict::Holds,
+        Some(Some(false)) => Verdict::DoesNotHold,
+        Some(None) => Verdict::Inconclusive,
+    }
+}
+
+/// The gate's goals (docs/method.md 6), each judged on scan-level intervals as the findings
+/// are: acceptance of in-distribution scans (all, lesional), the lesion flag (sensitivity on
+/// accepted lesional scans, rate on accepted healthy ones, the lesion score's AUROC), harmful
+/// shifts rejected, and the FPR kept on the accepted scans of every set. Empty when the run
+/// has no gate or was written before the goals existed.
+pub fn gate_goals(r: &Results) -> Vec<GoalCheck> {
+    let Some(g) = &r.gate else {
+        return Vec::new();
+    };
+    let (Some(c), Some(n)) = (&g.criteria, &g.goals) else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    let mut rate = |goal: &str, e: Option<&Estimate>, bound: f64, min: bool| {
+        let judged = e.map(|e| {
+            if min {
+                at_least(e, bound)
+            } else {
+                at_most(e, bound)
+            }
+        });
+        out.push(GoalCheck {
+            goal: goal.into(),
+            criterion: format!(
+                "{} {}",
+                if min { "at least" } else { "at most" },
+                pct(bound)
+            ),
+            measured: e.map_or_else(|| "n/a".into(), est_pct),
+            verdict: verdict_of(judged),
+        });
+    };
+    rate(
+        "1a. in-distribution scans accepted",
+        n.id_acceptance.as_ref(),
+        c.id_acceptance,
+        true,
+    );
+    rate(
+        "1b. lesional in-distribution scans accepted",
+        n.lesional_acceptance.as_ref(),
+        c.lesional_acceptance,
+        true,
+    );
+    rate(
+        "2a. accepted lesional ID scans flagged \"lesion suspected\"",
+        n.lesion_sensitivity.as_ref(),
+        c.lesion_sensitivity,
+        true,
+    );
+    rate(
+        "2b. accepted healthy ID scans flagged",
+        n.healthy_flag_rate.as_ref(),
+        c.healthy_flag_rate,
+        false,
+    );
+    out.push(GoalCheck {
+        goal: "2c. scan-level lesion score, AUROC lesional vs healthy ID scans".into(),
+        criterion: format!("at least {:.2}", c.lesion_auroc),
+        measured: n.lesion_auroc.as_ref().map_or_else(|| "n/a".into(), est),
+        verdict: verdict_of(n.lesion_auroc.as_ref().map(|e| at_least(e, c.lesion_auroc))),
+    });
+    let Some(target) = r.threshold.target_fpr else {
+        return out;
+    };
+    // 3: sets whose FPR without the gate (point estimate) exceeds the harm ratio
+    let harmful: Vec<_> = g
+        .per_set
+        .iter()
+        .filter(|s| {
+            s.healthy_fpr_all
+                .is_some_and(|e| e.value > c.harmful_fpr_ratio * target)
+        })
+        .collect();
+    let parts: Vec<Option<bool>> = harmful
+        .iter()
+        .map(|s| {
+            s.rejection
+                .map_or(Some(false), |e| at_least(&e, c.harmful_rejection))
+        })
+        .collect();
+    out.push(GoalCheck {
+        goal: "3. harmful shifts rejected".into(),
+        criterion: format!(
+            "at least {} of the scans of every set whose healthy-pixel FPR without the gate exceeds {}x the target ({})",
+            pct(c.harmful_rejection),
+            c.harmful_fpr_ratio,
+            pct(c.harmful_fpr_ratio * target)
+        ),
+        measured: if harmful.is_empty() {
+            "no such set".into()
+        } else {
+            harmful
+                .iter()
+                .map(|s| {
+                    format!(
+                        "{} {}",
+                        s.test_set,
+                        s.rejection.as_ref().map_or_else(|| "n/a".into(), est_pct)
+                    )
+                })
+                .collect::<Vec<_>>()
+                .join("; ")
+        },
+        verdict: all_of(parts),
+    });
+    let bound = c.accepted_fpr_ratio * target;
+    let parts: Vec<Option<bool>> = g
+        .per_set
+        .iter()
+        .filter_map(|s| s.healthy_fpr_accepted.map(|e| at_most(&e, bound)))
+        .collect();
+    let worst = g
+        .per_set
+        .iter()
+        .filter_map(|s| s.healthy_fpr_accepted.map(|e| (s.test_set.as_str(), e)))
+        .max_by(|a, b| a.1.value.total_cmp(&b.1.value));
+    out.push(GoalCheck {
+        goal: "4. FPR on the accepted scans, every set".into(),
+        criterion: format!(
+            "at most {}x the target ({}) in every set",
+            c.accepted_fpr_ratio,
+            pct(bound)
+        ),
+        measured: worst.map_or_else(
+            || "no set has accepted scans".into(),
+            |(name, e)| format!("highest: {name} {}", est_pct(&e)),
+        ),
+        verdict: if parts.is_empty() {
+            Verdict::NotMeasured
+        } else {
+            all_of(parts)
+        },
+    });
+    out
+}
+
 fn gate(r: &Results) -> Finding {
     let title = "The gate";
     let Some(g) = &r.gate else {
@@ -506,6 +678,61 @@ fn gate(r: &Results) -> Finding {
             text: "The gate was not run.".into(),
         };
     };
+    let goals = gate_goals(r);
+    if !goals.is_empty() {
+        let held = goals.iter().filter(|x| x.verdict == Verdict::Holds).count();
+        let failed: Vec<&str> = goals
+            .iter()
+            .filter(|x| x.verdict == Verdict::DoesNotHold)
+            .map(|x| x.goal.as_str())
+            .collect();
+        let unsure: Vec<&str> = goals
+            .iter()
+            .filter(|x| matches!(x.verdict, Verdict::Inconclusive | Verdict::NotMeasured))
+            .map(|x| x.goal.as_str())
+            .collect();
+        let mut text = format!(
+            "The gate meets {held} of its {} goals (table \"The gate's goals\").",
+            goals.len()
+        );
+        if !failed.is_empty() {
+            text.push_str(&format!(" Not met: {}.", failed.join("; ")));
+        }
+        if !unsure.is_empty() {
+            text.push_str(&format!(" Undecided: {}.", unsure.join("; ")));
+        }
+        if let (Some(acc), Some(all)) = (g.healthy_fpr_accepted, g.healthy_fpr_all) {
+            text.push_str(&format!(
+                " Pooled over every test scan, the healthy-pixel FPR is {} on the accepted scans against {} on all.",
+                pct(acc),
+                pct(all)
+            ));
+        }
+        if let (Some(a), Some(all)) = (g.dice_accepted, g.dice_all) {
+            text.push_str(&format!(
+                " Dice on accepted lesional scans {} against {} without the gate.",
+                est(&a),
+                est(&all)
+            ));
+        }
+        let verdict = all_of(goals.iter().map(|x| match x.verdict {
+            Verdict::Holds => Some(true),
+            Verdict::DoesNotHold => Some(false),
+            _ => None,
+        }));
+        return Finding {
+            title,
+            verdict,
+            text,
+        };
+    }
+    legacy_gate(r, g)
+}
+
+/// Finding 4 of results written before the gate's goals existed: the pooled FPR of the
+/// accepted scans and the in-distribution acceptance.
+fn legacy_gate(r: &Results, g: &crate::schema::GateResult) -> Finding {
+    let title = "The gate";
     let per_set: Vec<String> = g
         .per_set
         .iter()

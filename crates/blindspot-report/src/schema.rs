@@ -554,6 +554,69 @@ pub struct GateResult {
     /// Fraction of the in-distribution test scans (healthy and lesional) the gate accepts.
     #[serde(default)]
     pub id_acceptance: Option<f64>,
+    /// Every test scan's verdict with its true kind: the confusion table's rows.
+    #[serde(default)]
+    pub scans: Vec<GateScan>,
+    /// The goals the gate is judged by, as the run's `[gate.goals]` set them.
+    #[serde(default)]
+    pub criteria: Option<blindspot_ood::GateGoals>,
+    /// The pooled in-distribution numbers the goals read, with scan-level intervals.
+    #[serde(default)]
+    pub goals: Option<GateGoalNumbers>,
+}
+
+/// One test scan's verdict.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GateScan {
+    /// Its test set.
+    pub test_set: String,
+    /// The scan (subject id).
+    pub scan: String,
+    /// Whether it has lesion pixels.
+    pub lesional: bool,
+    /// The gate's decision (`in_distribution`, `lesion_suspected`, `out_of_distribution`).
+    pub decision: String,
+    /// The shift score and the lesion score (largest and smallest component z).
+    pub shift_score: f64,
+    /// See `shift_score`.
+    pub lesion_score: f64,
+    /// Healthy pixels above the calibrated pixel threshold ...
+    pub false_positives: u64,
+    /// ... of this many healthy (brain, non-lesion) pixels.
+    pub healthy_pixels: u64,
+}
+
+impl GateScan {
+    /// Whether the gate reports a lesion map for it.
+    pub fn accepted(&self) -> bool {
+        self.decision != "out_of_distribution"
+    }
+
+    /// Whether the gate flags it "lesion suspected".
+    pub fn flagged(&self) -> bool {
+        self.decision == "lesion_suspected"
+    }
+}
+
+/// The in-distribution test scans pooled, as the gate's goals read them (scan-level
+/// bootstrap intervals).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GateGoalNumbers {
+    /// Share of the in-distribution scans accepted.
+    pub id_acceptance: Option<Estimate>,
+    /// Share of the lesional in-distribution scans accepted.
+    pub lesional_acceptance: Option<Estimate>,
+    /// Share of the accepted lesional in-distribution scans flagged "lesion suspected".
+    pub lesion_sensitivity: Option<Estimate>,
+    /// Share of the accepted healthy in-distribution scans flagged.
+    pub healthy_flag_rate: Option<Estimate>,
+    /// AUROC of the scan-level lesion score, lesional against healthy in-distribution scans.
+    pub lesion_auroc: Option<Estimate>,
+    /// Its ROC curve (`[fpr, tpr]`).
+    #[serde(default)]
+    pub lesion_roc: Vec<[f64; 2]>,
 }
 
 /// The gate's decisions on one test set.
@@ -570,6 +633,18 @@ pub struct GateSetResult {
     pub lesion_suspected: usize,
     /// Scans rejected as out of distribution.
     pub rejected: usize,
+    /// Scans with lesion pixels.
+    #[serde(default)]
+    pub lesional_scans: usize,
+    /// Share of the scans rejected, with a scan-level interval.
+    #[serde(default)]
+    pub rejection: Option<Estimate>,
+    /// Healthy-pixel FPR at the pixel threshold over all the set's scans (no gate) ...
+    #[serde(default)]
+    pub healthy_fpr_all: Option<Estimate>,
+    /// ... and over the scans the gate accepts (`None`: it accepts none).
+    #[serde(default)]
+    pub healthy_fpr_accepted: Option<Estimate>,
 }
 
 impl Results {

@@ -59,8 +59,19 @@ fn report_renders_every_file_and_results_roundtrip() {
     assert!(!html.contains(&format!("<b>Figure {}.</b>", images + 1)));
 
     // 1 FPR plot + ROC and PR for the 4 lesional sets + 1 histogram + disentangling by size +
-    // gate acceptance + risk-coverage
-    assert_eq!(files.plots.len(), 13);
+    // gate acceptance + the gate's lesion-score ROC + risk-coverage
+    assert_eq!(files.plots.len(), 14);
+    // the gate's goals, its whole decision and the per-set FPR before and after it
+    for needle in [
+        "The gate's goals",
+        "1a. in-distribution scans accepted",
+        "3. harmful shifts rejected",
+        "The whole decision",
+        "in distribution, lesional",
+        "FPR, accepted scans",
+    ] {
+        assert!(md.contains(needle), "report.md lacks {needle:?}");
+    }
     for p in files.plots.iter().chain(
         std::fs::read_dir(dir.path().join("grids"))
             .unwrap()
@@ -486,8 +497,42 @@ fn pooled_findings_are_judged_on_their_intervals() {
         assert_eq!(findings(&r)[2].verdict, want, "{d:?}");
     }
 
-    // finding 4: the gate lets too many false positives through, or rejects ID scans
+    // finding 4, judged on the gate's goals: one set's accepted FPR clearly above 1.5x the
+    // target fails it, an interval reaching both sides leaves it open
+    let saved = r.gate.clone();
     let g = r.gate.as_mut().unwrap();
+    g.per_set[0].healthy_fpr_accepted = Some(Estimate::with_ci(0.09, 0.08, 0.1));
+    assert_eq!(findings(&r)[3].verdict, Verdict::DoesNotHold);
+    let g = r.gate.as_mut().unwrap();
+    g.per_set[0].healthy_fpr_accepted = Some(Estimate::with_ci(0.07, 0.06, 0.08));
+    assert_eq!(findings(&r)[3].verdict, Verdict::Inconclusive);
+    // rejecting lesional ID scans fails it
+    r.gate = saved.clone();
+    r.gate
+        .as_mut()
+        .unwrap()
+        .goals
+        .as_mut()
+        .unwrap()
+        .lesional_acceptance = Some(Estimate::with_ci(0.6, 0.4, 0.8));
+    let f = findings(&r);
+    assert_eq!(f[3].verdict, Verdict::DoesNotHold);
+    assert!(f[3].text.contains("1b. lesional"), "{}", f[3].text);
+    // a harmful shift that passes fails it
+    r.gate = saved.clone();
+    let g = r.gate.as_mut().unwrap();
+    let ood = g
+        .per_set
+        .iter()
+        .position(|s| s.healthy_fpr_all.unwrap().value > 0.075)
+        .unwrap();
+    g.per_set[ood].rejection = Some(Estimate::with_ci(0.5, 0.2, 0.8));
+    assert_eq!(findings(&r)[3].verdict, Verdict::DoesNotHold);
+    r.gate = saved;
+    assert_eq!(findings(&r)[3].verdict, Verdict::Holds);
+    // results written before the goals: the pooled FPR and the ID acceptance decide
+    let g = r.gate.as_mut().unwrap();
+    (g.criteria, g.goals) = (None, None);
     g.healthy_fpr_accepted = Some(0.09);
     assert_eq!(findings(&r)[3].verdict, Verdict::DoesNotHold);
     let g = r.gate.as_mut().unwrap();

@@ -570,6 +570,27 @@ impl RunConfig {
             if g.shift.is_empty() {
                 return invalid("gate.shift", "[]", "at least one global-shift component");
             }
+            let goals = &g.goals;
+            for (key, v) in [
+                ("gate.goals.id_acceptance", goals.id_acceptance),
+                ("gate.goals.lesional_acceptance", goals.lesional_acceptance),
+                ("gate.goals.lesion_sensitivity", goals.lesion_sensitivity),
+                ("gate.goals.healthy_flag_rate", goals.healthy_flag_rate),
+                ("gate.goals.lesion_auroc", goals.lesion_auroc),
+                ("gate.goals.harmful_rejection", goals.harmful_rejection),
+            ] {
+                if !(0.0..=1.0).contains(&v) {
+                    return invalid(key, v, "a share of scans (or an AUROC) in [0, 1]");
+                }
+            }
+            for (key, v) in [
+                ("gate.goals.harmful_fpr_ratio", goals.harmful_fpr_ratio),
+                ("gate.goals.accepted_fpr_ratio", goals.accepted_fpr_ratio),
+            ] {
+                if !(v.is_finite() && v > 0.0) {
+                    return invalid(key, v, "a positive multiple of threshold.target_fpr (1.5)");
+                }
+            }
         }
         let r = &self.report;
         if !(10..=10_000).contains(&r.curve_points) {

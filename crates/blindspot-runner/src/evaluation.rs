@@ -10,9 +10,9 @@ use blindspot_ood::eval::{
 };
 use blindspot_ood::{Decision, Dose, Gate, LesionRule, SliceRecord, Statistic};
 use blindspot_report::{
-    BestDice, BootstrapInfo, Curve, Curves, Detection, Disentangling, Estimate, GateResult,
-    GateSetResult, Histogram, OodDetection, PixelMetrics, Results, SliceCounts, StatisticInfo,
-    TestSetResult, TestSetRole, ThresholdInfo, WallTime,
+    BestDice, BootstrapInfo, Curve, Curves, Detection, Disentangling, Estimate, GateGoalNumbers,
+    GateResult, GateScan, GateSetResult, Histogram, OodDetection, PixelMetrics, Results,
+    SliceCounts, StatisticInfo, TestSetResult, TestSetRole, ThresholdInfo, WallTime,
 };
 
 use crate::config::{Role, RunConfig, ThresholdMethod};
@@ -591,11 +591,13 @@ pub(crate) fn run_gate(
 ) -> Result<GateResult> {
     let mut per_set = Vec::new();
     let mut outcomes = Vec::new();
+    let mut scans_out: Vec<GateScan> = Vec::new();
     let (mut dice_acc, mut dice_all) = (Vec::new(), Vec::new());
     let (mut rejected, mut scans) = (0usize, 0usize);
     // Pixels of the accepted scans and of all scans, and the in-distribution scans accepted.
     let (mut pixels_acc, mut pixels_all) = (Vec::new(), Vec::new());
     let (mut id_scans, mut id_accepted) = (0usize, 0usize);
+    let mut id_verdicts: Vec<(bool, &'static str, f64)> = Vec::new();
     for t in tests {
         let verdicts = gate.decide_all(&t.records)?;
         for v in &verdicts {
@@ -612,14 +614,11 @@ pub(crate) fn run_gate(
             }
         }
         // Pixel counts per scan at the calibrated threshold.
-        let per_scan: BTreeMap<&str, (u64, u64, u64)> = t
+        let per_scan: BTreeMap<&str, (u64, u64, u64, u64)> = t
             .subjects
             .iter()
             .zip(&t.pixels)
-            .map(|(scan, acc)| {
-                let (tp, fp, fneg, _) = counts(&acc.clone().finish(), threshold);
-                (scan.as_str(), (tp, fp, fneg))
-            })
+            .map(|(scan, acc)| (scan.as_str(), counts(&acc.clone().finish(), threshold)))
             .collect();
         let mut row = GateSetResult {
             test_set: t.name.clone(),
@@ -627,17 +626,38 @@ pub(crate) fn run_gate(
             in_distribution: 0,
             lesion_suspected: 0,
             rejected: 0,
+            lesional_scans: 0,
+            rejection: None,
+            healthy_fpr_all: None,
+            healthy_fpr_accepted: None,
         };
+        let first_scan = scans_out.len();
         for v in &verdicts {
             match v.decision {
                 Decision::InDistribution => row.in_distribution += 1,
                 Decision::LesionSuspected => row.lesion_suspected += 1,
                 Decision::OutOfDistribution => row.rejected += 1,
             }
-            let (tp, fp, fneg) = per_scan
+            let (tp, fp, fneg, healthy) = per_scan
                 .get(v.scan.volume.as_str())
                 .copied()
                 .unwrap_or_default();
+            let lesional = tp + fneg > 0;
+            row.lesional_scans += usize::from(lesional);
+            let decision = decision_name(v.decision);
+            if t.role == Some(Role::InDistribution) {
+                id_verdicts.push((lesional, decision, v.lesion_score));
+            }
+            scans_out.push(GateScan {
+                test_set: t.name.clone(),
+                scan: v.scan.volume.clone(),
+                lesional,
+                decision: decision.to_owned(),
+                shift_score: v.shift_score,
+                lesion_score: v.lesion_score,
+                false_positives: fp,
+                healthy_pixels: healthy,
+            });
             let outcome = ScanOutcome {
                 scan: v.scan.clone(),
                 gate_score: if v.shift_score.is_finite() {
@@ -658,6 +678,7 @@ pub(crate) fn run_gate(
             }
             outcomes.push(outcome);
         }
+        set_rates(&mut row, &scans_out[first_scan..], bootstrap);
         rejected += row.rejected;
         scans += row.scans;
         per_set.push(row);
@@ -702,7 +723,134 @@ pub(crate) fn run_gate(
         pixel_ap_accepted,
         pixel_ap_all,
         id_acceptance: (id_scans > 0).then(|| id_accepted as f64 / id_scans as f64),
+        scans: scans_out,
+        criteria: Some(gate.config().goals),
+        goals: Some(goal_numbers(&id_verdicts, bootstrap)),
     })
+}
+
+fn decision_name(d: Decision) -> &'static str {
+    match d {
+        Decision::InDistribution => "in_distribution",
+        Decision::LesionSuspected => "lesion_suspected",
+        Decision::OutOfDistribution => "out_of_distribution",
+    }
+}
+
+/// A statistic of a group of scans with its scan-level bootstrap interval (a point estimate
+/// without a bootstrap, or when the resamples cannot give one); `None` when the statistic is
+/// undefined on the scans themselves.
+fn scan_estimate<F>(n: usize, bootstrap: Option<&BootstrapConfig>, stat: F) -> Option<Estimate>
+where
+    F: Fn(&[usize]) -> Option<f64> + Sync,
+{
+    let all: Vec<usize> = (0..n).collect();
+    let value = stat(&all)?;
+    let ci = bootstrap.filter(|_| n >= 2).and_then(|b| {
+        blindspot_metrics::bootstrap_ci(n, b, |idx| {
+            stat(idx).ok_or(blindspot_metrics::MetricsError::InvalidParameter {
+                name: "resample",
+                value: "a draw without the scans the statistic needs".into(),
+                allowed: "draws with them (such resamples are left out)",
+            })
+        })
+        .ok()
+    });
+    Some(match ci {
+        Some(ci) => Estimate::with_ci(value, ci.lower, ci.upper),
+        None => Estimate::point(value),
+    })
+}
+
+/// The share of `items` (over the resampled indices) for which `hit` holds, among those for
+/// which `counted` holds.
+fn share<T>(
+    items: &[T],
+    idx: &[usize],
+    counted: impl Fn(&T) -> bool,
+    hit: impl Fn(&T) -> bool,
+) -> Option<f64> {
+    let (mut n, mut k) = (0usize, 0usize);
+    for &i in idx {
+        let it = &items[i];
+        if counted(it) {
+            n += 1;
+            k += usize::from(hit(it));
+        }
+    }
+    (n > 0).then(|| k as f64 / n as f64)
+}
+
+/// A set's rejection rate and its healthy-pixel FPR before and after the gate, with scan-level
+/// intervals (the FPR pools the resampled scans' pixels).
+fn set_rates(row: &mut GateSetResult, scans: &[GateScan], bootstrap: Option<&BootstrapConfig>) {
+    let n = scans.len();
+    row.rejection = scan_estimate(n, bootstrap, |idx| {
+        share(scans, idx, |_| true, |s| !s.accepted())
+    });
+    let fpr = |idx: &[usize], only_accepted: bool| {
+        let (mut fp, mut healthy) = (0u64, 0u64);
+        for &i in idx {
+            let s = &scans[i];
+            if !only_accepted || s.accepted() {
+                fp += s.false_positives;
+                healthy += s.healthy_pixels;
+            }
+        }
+        (healthy > 0).then(|| fp as f64 / healthy as f64)
+    };
+    row.healthy_fpr_all = scan_estimate(n, bootstrap, |idx| fpr(idx, false));
+    row.healthy_fpr_accepted = scan_estimate(n, bootstrap, |idx| fpr(idx, true));
+}
+
+/// The pooled in-distribution numbers of the gate's goals from each ID scan's (lesional,
+/// decision, lesion score).
+fn goal_numbers(
+    id: &[(bool, &'static str, f64)],
+    bootstrap: Option<&BootstrapConfig>,
+) -> GateGoalNumbers {
+    let n = id.len();
+    let accepted = |v: &(bool, &str, f64)| v.1 != "out_of_distribution";
+    let flagged = |v: &(bool, &str, f64)| v.1 == "lesion_suspected";
+    let auroc = |idx: &[usize]| {
+        let scores: Vec<f64> = idx.iter().map(|&i| id[i].2).collect();
+        let labels: Vec<bool> = idx.iter().map(|&i| id[i].0).collect();
+        if scores.iter().any(|v| !v.is_finite()) {
+            return None;
+        }
+        blindspot_metrics::auroc(&scores, &labels).ok()
+    };
+    let all: Vec<usize> = (0..n).collect();
+    let lesion_roc = all
+        .iter()
+        .map(|&i| id[i].2)
+        .all(f64::is_finite)
+        .then(|| {
+            let scores: Vec<f64> = id.iter().map(|v| v.2).collect();
+            let labels: Vec<bool> = id.iter().map(|v| v.0).collect();
+            blindspot_metrics::roc_curve(&scores, &labels).ok()
+        })
+        .flatten()
+        .map(|roc| {
+            roc.fpr
+                .iter()
+                .zip(&roc.tpr)
+                .map(|(&x, &y)| [x, y])
+                .collect()
+        })
+        .unwrap_or_default();
+    GateGoalNumbers {
+        id_acceptance: scan_estimate(n, bootstrap, |idx| share(id, idx, |_| true, accepted)),
+        lesional_acceptance: scan_estimate(n, bootstrap, |idx| share(id, idx, |v| v.0, accepted)),
+        lesion_sensitivity: scan_estimate(n, bootstrap, |idx| {
+            share(id, idx, |v| v.0 && accepted(v), flagged)
+        }),
+        healthy_flag_rate: scan_estimate(n, bootstrap, |idx| {
+            share(id, idx, |v| !v.0 && accepted(v), flagged)
+        }),
+        lesion_auroc: scan_estimate(n, bootstrap, auroc),
+        lesion_roc,
+    }
 }
 
 #[cfg(test)]

@@ -285,6 +285,9 @@ fn dispatch(cli: Cli) -> Result<()> {
                     .decision
                     .map_or_else(|| "no gate".to_owned(), |d| format!("{d:?}"));
                 println!("{}\t{}\t{decision}", scan.display(), s.map.display());
+                if let Some(why) = &s.why {
+                    println!("  {why}");
+                }
             }
             Ok(())
         }

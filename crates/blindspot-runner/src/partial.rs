@@ -9,8 +9,8 @@
 //! inferred, and the evaluation that follows gives the same bytes.
 //!
 //! The merge refuses, naming the file: a missing shard, two files for one shard, files of
-//! different shard counts, a file written with another config, a file whose content does not
-//! match its name, and overlapping or incomplete slices.
+//! different shard counts, a file written with another config (the `[gate]` aside), a file
+//! whose content does not match its name, and overlapping or incomplete slices.
 
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
@@ -166,6 +166,15 @@ impl From<WireExample> for Example {
     }
 }
 
+/// The config a partial result depends on, as TOML: the whole run config but the gate, which
+/// only reads the merged records. So gate variants (`cargo xtask study` of a gate study) are
+/// evaluated from one inference.
+fn inference_config(config: &RunConfig) -> Result<String> {
+    let mut c = config.clone();
+    c.gate = None;
+    Ok(c.to_toml_string()?)
+}
+
 /// Writes the partial result of `shard` (its inferred `sets`, validation first) to
 /// `dir/eval-shards/shard-i-of-n.json.gz`, atomically. Returns the path.
 pub(crate) fn write(
@@ -185,7 +194,7 @@ pub(crate) fn write(
         format: FORMAT,
         shard: shard.index,
         shards: shard.count,
-        config: config.to_toml_string()?,
+        config: inference_config(config)?,
         seconds,
         sets: sets
             .iter()
@@ -286,7 +295,7 @@ pub(crate) fn read_all(config: &RunConfig, dir: &Path) -> Result<(Vec<SetData>, 
             ),
         ));
     }
-    let expected_config = config.to_toml_string()?;
+    let expected_config = inference_config(config)?;
     let mut by_index: BTreeMap<usize, (PathBuf, PartialFile)> = BTreeMap::new();
     let mut seconds = 0.0;
     for (path, named) in files {

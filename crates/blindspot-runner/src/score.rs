@@ -34,6 +34,8 @@ pub struct ScanScore {
     pub verdict: Option<PathBuf>,
     /// The gate's decision, when the run has a gate.
     pub decision: Option<Decision>,
+    /// Why, in one line ([`blindspot_ood::ScanVerdict::summary`]), when the run has a gate.
+    pub why: Option<String>,
     /// Slices scored.
     pub slices: usize,
 }
@@ -168,19 +170,20 @@ impl<B: ConvBackend> Scorer<B> {
         let map = self.map_to_original(&reo, &cache, &set.maps)?;
         let map_path = out_dir.join(format!("{stem}.anomaly.nii.gz"));
         write_f32(&map_path, &map)?;
-        let (verdict, decision) = match &self.scoring.gate {
+        let (verdict, decision, why) = match &self.scoring.gate {
             Some(gate) => {
                 let v = gate.decide(&set.records)?;
                 let path = out_dir.join(format!("{stem}.verdict.json"));
                 v.write_json(&path)?;
-                (Some(path), Some(v.decision))
+                (Some(path), Some(v.decision), Some(v.summary()))
             }
-            None => (None, None),
+            None => (None, None, None),
         };
         Ok(ScanScore {
             map: map_path,
             verdict,
             decision,
+            why,
             slices: set.maps.len(),
         })
     }

@@ -295,20 +295,33 @@ pub fn sample_results(dir: &Path) -> Results {
             .iter()
             .map(|&(name, role, ..)| {
                 let rejected = if role == TestSetRole::OutOfDistribution {
-                    5
+                    6
                 } else {
                     0
                 };
+                let ood = role == TestSetRole::OutOfDistribution;
                 GateSetResult {
                     test_set: name.into(),
                     scans: 6,
-                    in_distribution: 6 - rejected - 1,
-                    lesion_suspected: 1,
+                    in_distribution: if ood { 0 } else { 5 },
+                    lesion_suspected: if ood { 0 } else { 1 },
                     rejected,
+                    lesional_scans: 3,
+                    rejection: Some(Estimate::with_ci(
+                        rejected as f64 / 6.0,
+                        rejected as f64 / 6.0,
+                        rejected as f64 / 6.0,
+                    )),
+                    healthy_fpr_all: Some(Estimate::with_ci(
+                        if ood { 0.21 } else { 0.051 },
+                        if ood { 0.15 } else { 0.04 },
+                        if ood { 0.27 } else { 0.06 },
+                    )),
+                    healthy_fpr_accepted: (!ood).then(|| Estimate::with_ci(0.052, 0.04, 0.065)),
                 }
             })
             .collect(),
-        fraction_rejected: 20.0 / 36.0,
+        fraction_rejected: 24.0 / 36.0,
         dice_accepted: Some(Estimate::with_ci(0.52, 0.44, 0.58)),
         dice_all: Some(Estimate::with_ci(0.37, 0.31, 0.42)),
         risk_coverage: (1..=20)
@@ -321,6 +334,35 @@ pub fn sample_results(dir: &Path) -> Results {
         pixel_ap_accepted: Some(0.48),
         pixel_ap_all: Some(0.31),
         id_acceptance: Some(1.0),
+        scans: SETS
+            .iter()
+            .flat_map(|&(name, role, ..)| {
+                (0..6).map(move |i| GateScan {
+                    test_set: name.into(),
+                    scan: format!("{name}-{i}"),
+                    lesional: i % 2 == 1,
+                    decision: match (role, i) {
+                        (TestSetRole::OutOfDistribution, 0..=4) => "out_of_distribution",
+                        (_, 5) => "lesion_suspected",
+                        _ => "in_distribution",
+                    }
+                    .into(),
+                    shift_score: i as f64,
+                    lesion_score: 1.0 - i as f64,
+                    false_positives: 50 + i as u64,
+                    healthy_pixels: 1000,
+                })
+            })
+            .collect(),
+        criteria: Some(blindspot_ood::GateGoals::default()),
+        goals: Some(GateGoalNumbers {
+            id_acceptance: Some(Estimate::with_ci(1.0, 1.0, 1.0)),
+            lesional_acceptance: Some(Estimate::with_ci(1.0, 1.0, 1.0)),
+            lesion_sensitivity: Some(Estimate::with_ci(0.97, 0.92, 1.0)),
+            healthy_flag_rate: Some(Estimate::with_ci(0.03, 0.0, 0.08)),
+            lesion_auroc: Some(Estimate::with_ci(0.98, 0.96, 1.0)),
+            lesion_roc: vec![[0.0, 0.0], [0.0, 0.8], [0.1, 0.95], [1.0, 1.0]],
+        }),
     });
     r.disentangling_by_size = [
         (0.0, 0.02, 30, 0.82),
