@@ -21,7 +21,8 @@
 //!
 //! It writes the study's run config to `OUT/study.toml` (the base with the sets added),
 //! runs `blindspot synth` and `prepare` on it, takes the model from `model_from` (or trains
-//! it), infers once (`evaluate --shard 0/2` and `1/2`), then evaluates each variant from the
+//! it), infers once (`evaluate --shard 0/2` and `1/2`, kept in `OUT/eval-shards` and reused by
+//! later runs: remove `OUT` to start afresh), then evaluates each variant from the
 //! partial results (`evaluate --merge --set ...`: the gate does not change inference) and
 //! keeps its `results.json` as `OUT/variants/NAME.json`. The table has one row per variant:
 //! the gate's goals measured on the study sets, and per set the share rejected and the
@@ -139,13 +140,17 @@ pub fn run(
             }
         }
         blindspot(&["train"], &[])?;
+        // One inference serves every variant; a later run reuses it (`evaluate --merge`
+        // refuses it, naming the file, when the study's sets changed since).
         let shards = out.join("eval-shards");
-        if shards.exists() {
-            std::fs::remove_dir_all(&shards)
-                .with_context(|| format!("removing {}", shards.display()))?;
+        for shard in ["0/2", "1/2"] {
+            let file = shards.join(format!("shard-{}-of-2.json.gz", &shard[..1]));
+            if file.exists() {
+                eprintln!("study: reusing {}", file.display());
+            } else {
+                blindspot(&["evaluate", "--shard", shard], &[])?;
+            }
         }
-        blindspot(&["evaluate", "--shard", "0/2"], &[])?;
-        blindspot(&["evaluate", "--shard", "1/2"], &[])?;
         let kept = out.join("variants");
         std::fs::create_dir_all(&kept).with_context(|| format!("creating {}", kept.display()))?;
         for v in &chosen {

@@ -14,11 +14,16 @@
 //! Each [`GateComponent`] reduces one statistic over the scan's slices ([`Aggregation`]) and
 //! standardises it robustly with the median and MAD of the *fit* scans, oriented so that
 //! positive values point towards its evidence ([`Side`]). The **shift score** is the largest
-//! shift component (any one out of range suffices); the default uses the lower quartile over
-//! slices of `rec_err` and `kl`, which a lesion touching up to three quarters of the slices
-//! cannot move but a global shift does. The **lesion score** is the smallest lesion component
-//! (all must agree); the default pairs the maximum `rec_err` (a high residual somewhere) with
-//! the minimum clean residual entropy (concentrated somewhere).
+//! shift component (any one out of range suffices); the default is the lower quartile over
+//! slices of `residual_q95`, the level 5 % of a slice's brain pixels exceed: a global shift
+//! raises it on every slice, a lesion only on the slices it touches (and a quarter of the
+//! slices it does not touch suffices), with the median over slices of `intensity_iqr` read on
+//! its low side (a lesion adds tissue at an extreme of the intensity distribution, so it can
+//! only widen it; another contrast can narrow it). The **lesion score** is the smallest
+//! lesion component (all must agree); the default is the 90th percentile over slices of
+//! `residual_peak`, the level a bright spot of lesion size reaches, high on the several slices
+//! a lesion spans.
+//! docs/study-gate.md compares these with other choices.
 //!
 //! # The guarantee
 //!
@@ -144,13 +149,22 @@ impl Default for GateConfig {
             alpha: 0.05,
             lesion_alpha: 0.05,
             shift: vec![
-                c(Statistic::RecErr, Aggregation::Quantile(0.25), Side::High),
-                c(Statistic::Kl, Aggregation::Quantile(0.25), Side::High),
+                c(
+                    Statistic::ResidualQ95,
+                    Aggregation::Quantile(0.25),
+                    Side::High,
+                ),
+                c(
+                    Statistic::IntensityIqr,
+                    Aggregation::Quantile(0.5),
+                    Side::Low,
+                ),
             ],
-            lesion: vec![
-                c(Statistic::RecErr, Aggregation::Max, Side::High),
-                c(Statistic::EntropyClean, Aggregation::Min, Side::Low),
-            ],
+            lesion: vec![c(
+                Statistic::ResidualPeak,
+                Aggregation::Quantile(0.9),
+                Side::High,
+            )],
             fit_fraction: 0.5,
             seed: 0,
             goals: GateGoals::default(),
