@@ -858,6 +858,72 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_gate_goals_count_scans_by_kind_and_verdict() {
+        // (lesional, decision, lesion score) of five ID scans
+        let id = [
+            (true, "lesion_suspected", 3.0),
+            (true, "in_distribution", 0.5),
+            (true, "out_of_distribution", 2.0),
+            (false, "in_distribution", 1.0),
+            (false, "lesion_suspected", 0.2),
+        ];
+        let n = goal_numbers(&id, None);
+        let v = |e: Option<Estimate>| e.unwrap().value;
+        assert_eq!(v(n.id_acceptance), 4.0 / 5.0);
+        assert_eq!(v(n.lesional_acceptance), 2.0 / 3.0);
+        // of the accepted: lesional 1 of 2 flagged, healthy 1 of 2
+        assert_eq!(v(n.lesion_sensitivity), 0.5);
+        assert_eq!(v(n.healthy_flag_rate), 0.5);
+        // lesion scores 3.0, 0.5, 2.0 against 1.0, 0.2: 5 of 6 pairs ordered
+        assert!((v(n.lesion_auroc) - 5.0 / 6.0).abs() < 1e-12);
+        assert_eq!(n.lesion_roc.first(), Some(&[0.0, 0.0]));
+        assert_eq!(n.lesion_roc.last(), Some(&[1.0, 1.0]));
+        // with a bootstrap every rate gets an interval around its value
+        let b = BootstrapConfig {
+            resamples: 200,
+            level: 0.9,
+            seed: 3,
+        };
+        let e = goal_numbers(&id, Some(&b)).id_acceptance.unwrap();
+        assert!(e.low.unwrap() <= 0.8 && e.high.unwrap() >= 0.8 && e.high.unwrap() <= 1.0);
+
+        // a set's FPR pools its scans' pixels, with and without the rejected ones
+        let scan = |decision: &str, fp: u64, healthy: u64| GateScan {
+            test_set: "s".into(),
+            scan: "x".into(),
+            lesional: false,
+            decision: decision.into(),
+            shift_score: 0.0,
+            lesion_score: 0.0,
+            false_positives: fp,
+            healthy_pixels: healthy,
+        };
+        let scans = [
+            scan("in_distribution", 5, 100),
+            scan("out_of_distribution", 30, 100),
+            scan("lesion_suspected", 10, 200),
+        ];
+        let mut row = GateSetResult {
+            test_set: "s".into(),
+            scans: 3,
+            in_distribution: 1,
+            lesion_suspected: 1,
+            rejected: 1,
+            lesional_scans: 0,
+            rejection: None,
+            healthy_fpr_all: None,
+            healthy_fpr_accepted: None,
+        };
+        set_rates(&mut row, &scans, None);
+        assert_eq!(v(row.rejection), 1.0 / 3.0);
+        assert_eq!(v(row.healthy_fpr_all), 45.0 / 400.0);
+        assert_eq!(v(row.healthy_fpr_accepted), 15.0 / 300.0);
+        // a set with every scan rejected has no accepted FPR
+        set_rates(&mut row, &scans[1..2], None);
+        assert!(row.healthy_fpr_accepted.is_none());
+    }
+
+    #[test]
     fn pooled_pixel_counts_at_a_threshold() {
         let scores = [0.1f32, 0.9, 0.6, 0.2, 0.7];
         let lesion = [false, true, true, true, false];
