@@ -49,7 +49,7 @@ struct GateStudy {
     #[serde(default)]
     sites: toml::Table,
     sets: Vec<StudySet>,
-    variant: Vec<Variant>,
+    variant: Vec<crate::Variant>,
 }
 
 #[derive(Deserialize)]
@@ -60,16 +60,6 @@ struct StudySet {
     #[serde(default)]
     transform: Option<String>,
     synth: toml::Table,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct Variant {
-    name: String,
-    #[serde(default)]
-    note: String,
-    #[serde(default)]
-    set: Vec<String>,
 }
 
 /// Whether `text` is a gate study (`kind = "gate"`).
@@ -97,7 +87,7 @@ pub fn run(
             bail!("--only {name}: no such variant in {}", file.display());
         }
     }
-    let chosen: Vec<&Variant> = study
+    let chosen: Vec<&crate::Variant> = study
         .variant
         .iter()
         .filter(|v| only.is_empty() || only.contains(&v.name))
@@ -252,7 +242,7 @@ fn rate(v: Option<&Value>) -> String {
 
 /// The study table: one row per variant (goals on the study sets), then per set the share
 /// of scans rejected and the accepted scans' FPR against the target.
-fn table(study: &GateStudy, chosen: &[&Variant], out: &Path) -> Result<String> {
+fn table(study: &GateStudy, chosen: &[&crate::Variant], out: &Path) -> Result<String> {
     let mut t = String::new();
     let mut per_set = String::new();
     writeln!(

@@ -111,6 +111,18 @@ pub(crate) fn cargo() -> Command {
     Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
 }
 
+/// One variant of a study (`[[variant]]` of a learning-curve or a gate study): its name, a
+/// note for the table, and its `blindspot --set` overrides.
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct Variant {
+    pub(crate) name: String,
+    #[serde(default)]
+    pub(crate) note: String,
+    #[serde(default)]
+    pub(crate) set: Vec<String>,
+}
+
 /// `CARGO_TARGET_DIR` or `target/` of the workspace.
 pub(crate) fn target_dir(root: &Path) -> PathBuf {
     std::env::var_os("CARGO_TARGET_DIR")

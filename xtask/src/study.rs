@@ -51,17 +51,7 @@ struct Study {
     set: Vec<String>,
     #[serde(default)]
     report_steps: Vec<u64>,
-    variant: Vec<Variant>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct Variant {
-    name: String,
-    #[serde(default)]
-    note: String,
-    #[serde(default)]
-    set: Vec<String>,
+    variant: Vec<crate::Variant>,
 }
 
 /// One validation record of a member's log.
@@ -91,7 +81,7 @@ pub fn run(args: Args) -> Result<()> {
             );
         }
     }
-    let chosen: Vec<&Variant> = study
+    let chosen: Vec<&crate::Variant> = study
         .variant
         .iter()
         .filter(|v| args.only.is_empty() || args.only.contains(&v.name))
@@ -194,7 +184,7 @@ fn member_log(dir: &Path) -> Result<(Vec<Point>, Option<f64>)> {
     Ok((points, per_step))
 }
 
-fn table(study: &Study, chosen: &[&Variant], out: &Path, steps: &[u64]) -> Result<String> {
+fn table(study: &Study, chosen: &[&crate::Variant], out: &Path, steps: &[u64]) -> Result<String> {
     let mut t = String::new();
     let mut header = vec!["variant".to_string(), "settings".into()];
     header.extend(steps.iter().map(|s| format!("step {s}")));
