@@ -511,7 +511,12 @@ pub struct GoalCheck {
 }
 
 fn at_least(e: &Estimate, bound: f64) -> Option<bool> {
-    side(e, bound).or_else(|| (e.value >= bound && e.low == Some(bound)).then_some(true))
+    match (e.low, e.high) {
+        (Some(lo), _) if lo >= bound => Some(true),
+        (_, Some(hi)) if hi < bound => Some(false),
+        (Some(_), Some(_)) => None,
+        _ => Some(e.value >= bound),
+    }
 }
 
 fn at_most(e: &Estimate, bound: f64) -> Option<bool> {

@@ -820,25 +820,22 @@ fn goal_numbers(
         }
         blindspot_metrics::auroc(&scores, &labels).ok()
     };
-    let all: Vec<usize> = (0..n).collect();
-    let lesion_roc = all
-        .iter()
-        .map(|&i| id[i].2)
-        .all(f64::is_finite)
-        .then(|| {
-            let scores: Vec<f64> = id.iter().map(|v| v.2).collect();
-            let labels: Vec<bool> = id.iter().map(|v| v.0).collect();
-            blindspot_metrics::roc_curve(&scores, &labels).ok()
-        })
-        .flatten()
-        .map(|roc| {
-            roc.fpr
-                .iter()
-                .zip(&roc.tpr)
-                .map(|(&x, &y)| [x, y])
-                .collect()
-        })
-        .unwrap_or_default();
+    // the ROC needs every score finite (a lesion score is infinite without lesion components)
+    let lesion_roc = if id.iter().all(|v| v.2.is_finite()) {
+        let scores: Vec<f64> = id.iter().map(|v| v.2).collect();
+        let labels: Vec<bool> = id.iter().map(|v| v.0).collect();
+        blindspot_metrics::roc_curve(&scores, &labels)
+            .map(|roc| {
+                roc.fpr
+                    .iter()
+                    .zip(&roc.tpr)
+                    .map(|(&x, &y)| [x, y])
+                    .collect()
+            })
+            .unwrap_or_default()
+    } else {
+        Vec::new()
+    };
     GateGoalNumbers {
         id_acceptance: scan_estimate(n, bootstrap, |idx| share(id, idx, |_| true, accepted)),
         lesional_acceptance: scan_estimate(n, bootstrap, |idx| share(id, idx, |v| v.0, accepted)),
