@@ -31,7 +31,7 @@
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 use serde::Deserialize;
 use serde_json::Value;
 
@@ -82,16 +82,7 @@ pub fn run(
     let root = crate::workspace_root();
     let study: GateStudy =
         toml::from_str(text).with_context(|| format!("parsing {}", file.display()))?;
-    for name in only {
-        if !study.variant.iter().any(|v| &v.name == name) {
-            bail!("--only {name}: no such variant in {}", file.display());
-        }
-    }
-    let chosen: Vec<&crate::Variant> = study
-        .variant
-        .iter()
-        .filter(|v| only.is_empty() || only.contains(&v.name))
-        .collect();
+    let chosen = crate::chosen_variants(&study.variant, only, file)?;
     let out = root.join(&study.out);
     let config = out.join("study.toml");
     if !table_only {
@@ -105,7 +96,7 @@ pub fn run(
             "-p",
             "blindspot-runner",
         ]))?;
-        let exe = crate::target_dir(&root).join("release").join("blindspot");
+        let exe = crate::build_runner(&root)?;
         let blindspot = |args: &[&str], sets: &[String]| -> Result<()> {
             let mut cmd = std::process::Command::new(&exe);
             cmd.current_dir(&root)

@@ -123,6 +123,45 @@ pub(crate) struct Variant {
     pub(crate) set: Vec<String>,
 }
 
+/// The variants `only` names (all when it is empty), in file order; an unknown name is an
+/// error listing the variants `file` has.
+pub(crate) fn chosen_variants<'a>(
+    variants: &'a [Variant],
+    only: &[String],
+    file: &Path,
+) -> Result<Vec<&'a Variant>> {
+    if let Some(name) = only
+        .iter()
+        .find(|n| !variants.iter().any(|v| &v.name == *n))
+    {
+        bail!(
+            "--only {name}: no such variant in {} (it has: {})",
+            file.display(),
+            variants
+                .iter()
+                .map(|v| v.name.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+    }
+    Ok(variants
+        .iter()
+        .filter(|v| only.is_empty() || only.contains(&v.name))
+        .collect())
+}
+
+/// Builds the `blindspot` binary (release) and returns its path.
+pub(crate) fn build_runner(root: &Path) -> Result<PathBuf> {
+    run(cargo().current_dir(root).args([
+        "build",
+        "--release",
+        "--quiet",
+        "-p",
+        "blindspot-runner",
+    ]))?;
+    Ok(target_dir(root).join("release").join("blindspot"))
+}
+
 /// `CARGO_TARGET_DIR` or `target/` of the workspace.
 pub(crate) fn target_dir(root: &Path) -> PathBuf {
     std::env::var_os("CARGO_TARGET_DIR")

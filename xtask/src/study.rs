@@ -23,7 +23,7 @@
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 use serde::Deserialize;
 
 /// Arguments of `cargo xtask study`.
@@ -67,36 +67,11 @@ pub fn run(args: Args) -> Result<()> {
         .with_context(|| format!("reading {}", args.study.display()))?;
     let study: Study =
         toml::from_str(&text).with_context(|| format!("parsing {}", args.study.display()))?;
-    for name in &args.only {
-        if !study.variant.iter().any(|v| &v.name == name) {
-            bail!(
-                "--only {name}: no such variant in {} (it has: {})",
-                args.study.display(),
-                study
-                    .variant
-                    .iter()
-                    .map(|v| v.name.as_str())
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            );
-        }
-    }
-    let chosen: Vec<&crate::Variant> = study
-        .variant
-        .iter()
-        .filter(|v| args.only.is_empty() || args.only.contains(&v.name))
-        .collect();
+    let chosen = crate::chosen_variants(&study.variant, &args.only, &args.study)?;
     let base = root.join(&study.base);
     let out = root.join(&study.out);
     if !args.table_only {
-        crate::run(crate::cargo().current_dir(&root).args([
-            "build",
-            "--release",
-            "--quiet",
-            "-p",
-            "blindspot-runner",
-        ]))?;
-        let exe = crate::target_dir(&root).join("release").join("blindspot");
+        let exe = crate::build_runner(&root)?;
         for v in &chosen {
             let dir = out.join(&v.name);
             for step in ["synth", "prepare", "train"] {
