@@ -1,6 +1,8 @@
 //! The report as one document model ([`Block`]s: headings, paragraphs, tables, figures),
 //! built from the results alone, which [`crate::markdown`] and [`crate::html`] render.
 
+use blindspot_ood::Decision;
+
 use crate::figures::{Plot, PlotSection};
 use crate::findings::{est, est_pct, findings, pct};
 use crate::schema::{Detection, GridKind, Results, TestSetRole};
@@ -436,13 +438,14 @@ pub(crate) fn document(r: &Results, plots: &[Plot]) -> Vec<Block> {
                     if of.is_empty() {
                         return None;
                     }
-                    let count = |d: &str| of.iter().filter(|s| s.decision == d).count().to_string();
+                    let count =
+                        |d: Decision| of.iter().filter(|s| s.decision == d).count().to_string();
                     Some(vec![
                         label.to_owned(),
                         of.len().to_string(),
-                        count("in_distribution"),
-                        count("lesion_suspected"),
-                        count("out_of_distribution"),
+                        count(Decision::InDistribution),
+                        count(Decision::LesionSuspected),
+                        count(Decision::OutOfDistribution),
                     ])
                 })
                 .collect();

@@ -576,7 +576,7 @@ pub struct GateScan {
     /// Whether it has lesion pixels.
     pub lesional: bool,
     /// The gate's decision (`in_distribution`, `lesion_suspected`, `out_of_distribution`).
-    pub decision: String,
+    pub decision: blindspot_ood::Decision,
     /// The shift score and the lesion score (largest and smallest component z).
     pub shift_score: f64,
     /// See `shift_score`.
@@ -590,12 +590,12 @@ pub struct GateScan {
 impl GateScan {
     /// Whether the gate reports a lesion map for it.
     pub fn accepted(&self) -> bool {
-        self.decision != "out_of_distribution"
+        self.decision.reports_lesion_map()
     }
 
     /// Whether the gate flags it "lesion suspected".
     pub fn flagged(&self) -> bool {
-        self.decision == "lesion_suspected"
+        self.decision == blindspot_ood::Decision::LesionSuspected
     }
 }
 

@@ -594,10 +594,10 @@ pub(crate) fn run_gate(
     let mut scans_out: Vec<GateScan> = Vec::new();
     let (mut dice_acc, mut dice_all) = (Vec::new(), Vec::new());
     let (mut rejected, mut scans) = (0usize, 0usize);
-    // Pixels of the accepted scans and of all scans, and the in-distribution scans accepted.
+    // Pixels of the accepted scans and of all scans.
     let (mut pixels_acc, mut pixels_all) = (Vec::new(), Vec::new());
-    let (mut id_scans, mut id_accepted) = (0usize, 0usize);
-    let mut id_verdicts: Vec<(bool, &'static str, f64)> = Vec::new();
+    // The in-distribution scans' verdicts, which the goals read.
+    let mut id_scans: Vec<GateScan> = Vec::new();
     for t in tests {
         let verdicts = gate.decide_all(&t.records)?;
         for v in &verdicts {
@@ -607,10 +607,6 @@ pub(crate) fn run_gate(
                 if accepted {
                     pixels_acc.push(t.pixels[k].clone());
                 }
-            }
-            if t.role == Some(Role::InDistribution) {
-                id_scans += 1;
-                id_accepted += usize::from(accepted);
             }
         }
         // Pixel counts per scan at the calibrated threshold.
@@ -644,20 +640,20 @@ pub(crate) fn run_gate(
                 .unwrap_or_default();
             let lesional = tp + fneg > 0;
             row.lesional_scans += usize::from(lesional);
-            let decision = decision_name(v.decision);
-            if t.role == Some(Role::InDistribution) {
-                id_verdicts.push((lesional, decision, v.lesion_score));
-            }
-            scans_out.push(GateScan {
+            let scan = GateScan {
                 test_set: t.name.clone(),
                 scan: v.scan.volume.clone(),
                 lesional,
-                decision: decision.to_owned(),
+                decision: v.decision,
                 shift_score: v.shift_score,
                 lesion_score: v.lesion_score,
                 false_positives: fp,
                 healthy_pixels: healthy,
-            });
+            };
+            if t.role == Some(Role::InDistribution) {
+                id_scans.push(scan.clone());
+            }
+            scans_out.push(scan);
             let outcome = ScanOutcome {
                 scan: v.scan.clone(),
                 gate_score: if v.shift_score.is_finite() {
@@ -696,6 +692,7 @@ pub(crate) fn run_gate(
         let fpr = (negatives > 0).then(|| fp as f64 / negatives as f64);
         (fpr, ranked.average_precision().ok())
     };
+    let goals = goal_numbers(&id_scans, bootstrap);
     let (healthy_fpr_accepted, pixel_ap_accepted) = pixel_summary(&pixels_acc);
     let (healthy_fpr_all, pixel_ap_all) = pixel_summary(&pixels_all);
     let rc = risk_coverage(&outcomes)?;
@@ -722,19 +719,11 @@ pub(crate) fn run_gate(
         healthy_fpr_all,
         pixel_ap_accepted,
         pixel_ap_all,
-        id_acceptance: (id_scans > 0).then(|| id_accepted as f64 / id_scans as f64),
+        id_acceptance: goals.id_acceptance.map(|e| e.value),
         scans: scans_out,
         criteria: Some(gate.config().goals),
-        goals: Some(goal_numbers(&id_verdicts, bootstrap)),
+        goals: Some(goals),
     })
-}
-
-fn decision_name(d: Decision) -> &'static str {
-    match d {
-        Decision::InDistribution => "in_distribution",
-        Decision::LesionSuspected => "lesion_suspected",
-        Decision::OutOfDistribution => "out_of_distribution",
-    }
 }
 
 /// A statistic of a group of scans with its scan-level bootstrap interval (a point estimate
@@ -803,27 +792,23 @@ fn set_rates(row: &mut GateSetResult, scans: &[GateScan], bootstrap: Option<&Boo
     row.healthy_fpr_accepted = scan_estimate(n, bootstrap, |idx| fpr(idx, true));
 }
 
-/// The pooled in-distribution numbers of the gate's goals from each ID scan's (lesional,
-/// decision, lesion score).
-fn goal_numbers(
-    id: &[(bool, &'static str, f64)],
-    bootstrap: Option<&BootstrapConfig>,
-) -> GateGoalNumbers {
+/// The pooled in-distribution numbers of the gate's goals from the ID scans' verdicts.
+fn goal_numbers(id: &[GateScan], bootstrap: Option<&BootstrapConfig>) -> GateGoalNumbers {
     let n = id.len();
-    let accepted = |v: &(bool, &str, f64)| v.1 != "out_of_distribution";
-    let flagged = |v: &(bool, &str, f64)| v.1 == "lesion_suspected";
+    let accepted = |s: &GateScan| s.accepted();
+    let flagged = |s: &GateScan| s.flagged();
     let auroc = |idx: &[usize]| {
-        let scores: Vec<f64> = idx.iter().map(|&i| id[i].2).collect();
-        let labels: Vec<bool> = idx.iter().map(|&i| id[i].0).collect();
+        let scores: Vec<f64> = idx.iter().map(|&i| id[i].lesion_score).collect();
+        let labels: Vec<bool> = idx.iter().map(|&i| id[i].lesional).collect();
         if scores.iter().any(|v| !v.is_finite()) {
             return None;
         }
         blindspot_metrics::auroc(&scores, &labels).ok()
     };
     // the ROC needs every score finite (a lesion score is infinite without lesion components)
-    let lesion_roc = if id.iter().all(|v| v.2.is_finite()) {
-        let scores: Vec<f64> = id.iter().map(|v| v.2).collect();
-        let labels: Vec<bool> = id.iter().map(|v| v.0).collect();
+    let lesion_roc = if id.iter().all(|s| s.lesion_score.is_finite()) {
+        let scores: Vec<f64> = id.iter().map(|s| s.lesion_score).collect();
+        let labels: Vec<bool> = id.iter().map(|s| s.lesional).collect();
         blindspot_metrics::roc_curve(&scores, &labels)
             .map(|roc| {
                 roc.fpr
@@ -838,12 +823,14 @@ fn goal_numbers(
     };
     GateGoalNumbers {
         id_acceptance: scan_estimate(n, bootstrap, |idx| share(id, idx, |_| true, accepted)),
-        lesional_acceptance: scan_estimate(n, bootstrap, |idx| share(id, idx, |v| v.0, accepted)),
+        lesional_acceptance: scan_estimate(n, bootstrap, |idx| {
+            share(id, idx, |s| s.lesional, accepted)
+        }),
         lesion_sensitivity: scan_estimate(n, bootstrap, |idx| {
-            share(id, idx, |v| v.0 && accepted(v), flagged)
+            share(id, idx, |s| s.lesional && s.accepted(), flagged)
         }),
         healthy_flag_rate: scan_estimate(n, bootstrap, |idx| {
-            share(id, idx, |v| !v.0 && accepted(v), flagged)
+            share(id, idx, |s| !s.lesional && s.accepted(), flagged)
         }),
         lesion_auroc: scan_estimate(n, bootstrap, auroc),
         lesion_roc,
@@ -856,13 +843,24 @@ mod tests {
 
     #[test]
     fn the_gate_goals_count_scans_by_kind_and_verdict() {
+        let scan = |lesional, decision, lesion_score, fp, healthy| GateScan {
+            test_set: "s".into(),
+            scan: "x".into(),
+            lesional,
+            decision,
+            shift_score: 0.0,
+            lesion_score,
+            false_positives: fp,
+            healthy_pixels: healthy,
+        };
+        use Decision::{InDistribution, LesionSuspected, OutOfDistribution};
         // (lesional, decision, lesion score) of five ID scans
         let id = [
-            (true, "lesion_suspected", 3.0),
-            (true, "in_distribution", 0.5),
-            (true, "out_of_distribution", 2.0),
-            (false, "in_distribution", 1.0),
-            (false, "lesion_suspected", 0.2),
+            scan(true, LesionSuspected, 3.0, 0, 1),
+            scan(true, InDistribution, 0.5, 0, 1),
+            scan(true, OutOfDistribution, 2.0, 0, 1),
+            scan(false, InDistribution, 1.0, 0, 1),
+            scan(false, LesionSuspected, 0.2, 0, 1),
         ];
         let n = goal_numbers(&id, None);
         let v = |e: Option<Estimate>| e.unwrap().value;
@@ -885,20 +883,10 @@ mod tests {
         assert!(e.low.unwrap() <= 0.8 && e.high.unwrap() >= 0.8 && e.high.unwrap() <= 1.0);
 
         // a set's FPR pools its scans' pixels, with and without the rejected ones
-        let scan = |decision: &str, fp: u64, healthy: u64| GateScan {
-            test_set: "s".into(),
-            scan: "x".into(),
-            lesional: false,
-            decision: decision.into(),
-            shift_score: 0.0,
-            lesion_score: 0.0,
-            false_positives: fp,
-            healthy_pixels: healthy,
-        };
         let scans = [
-            scan("in_distribution", 5, 100),
-            scan("out_of_distribution", 30, 100),
-            scan("lesion_suspected", 10, 200),
+            scan(false, InDistribution, 0.0, 5, 100),
+            scan(false, OutOfDistribution, 0.0, 30, 100),
+            scan(false, LesionSuspected, 0.0, 10, 200),
         ];
         let mut row = GateSetResult {
             test_set: "s".into(),

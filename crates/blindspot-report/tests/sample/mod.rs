@@ -3,6 +3,7 @@
 
 use std::path::Path;
 
+use blindspot_ood::Decision;
 use blindspot_report::*;
 
 fn roc(k: f64) -> Vec<[f64; 2]> {
@@ -342,11 +343,10 @@ pub fn sample_results(dir: &Path) -> Results {
                     scan: format!("{name}-{i}"),
                     lesional: i % 2 == 1,
                     decision: match (role, i) {
-                        (TestSetRole::OutOfDistribution, 0..=4) => "out_of_distribution",
-                        (_, 5) => "lesion_suspected",
-                        _ => "in_distribution",
-                    }
-                    .into(),
+                        (TestSetRole::OutOfDistribution, 0..=4) => Decision::OutOfDistribution,
+                        (_, 5) => Decision::LesionSuspected,
+                        _ => Decision::InDistribution,
+                    },
                     shift_score: i as f64,
                     lesion_score: 1.0 - i as f64,
                     false_positives: 50 + i as u64,
