@@ -11,7 +11,8 @@
 //! | `brain_mask`  | glob + placeholders | the subject's brain mask; absent: the non-zero voxels of the image |
 //! | `lesion_mask` | glob + placeholders | the subject's lesion mask (any non-zero value is lesion); absent: no lesion masks |
 //! | `exclude`     | list of regexes | image paths matching any of them are skipped |
-//! | `max_subjects`| integer >= 1    | keep only the first N subjects in id order |
+//! | `split`       | table           | keep one part of a seeded subject-level split: `{ train = 0.6, val = 0.2, test = 0.2, seed = 1, part = "val" }` ([`SplitSelect`]) |
+//! | `max_subjects`| integer >= 1    | keep only the first N subjects in id order (after `split`) |
 //! | `preset`      | name            | use a preset instead of `image`, `id_regex`, `brain_mask`, `lesion_mask` |
 //! | `modality`    | name            | the preset's modality (see [`Preset::modalities`]) |
 //!
@@ -42,6 +43,7 @@ use regex::Regex;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{IoError, Result};
+use crate::split::{Part, SplitConfig};
 pub use presets::Preset;
 
 /// The default `id_regex`: the file name without `.nii` / `.nii.gz`.
@@ -66,8 +68,40 @@ pub struct LayoutConfig {
     /// Regexes of image paths to skip.
     #[serde(default)]
     pub exclude: Vec<String>,
-    /// Keep only the first N subjects (in id order).
+    /// Keep one part of a subject-level split.
+    pub split: Option<SplitSelect>,
+    /// Keep only the first N subjects (in id order, after `split`).
     pub max_subjects: Option<usize>,
+}
+
+/// One part of a seeded subject-level split ([`SplitConfig::split`]), as a layout's `split`
+/// key: three layouts over one folder that differ only in `part` give disjoint train,
+/// validation and test sets, fixed by the fractions and the seed. The split is drawn over the
+/// subjects left after `exclude`, so every layout of one split must exclude the same files.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SplitSelect {
+    /// Fraction of subjects for training.
+    pub train: f64,
+    /// Fraction for validation.
+    pub val: f64,
+    /// Fraction for testing.
+    pub test: f64,
+    /// Shuffle seed.
+    pub seed: u64,
+    /// The part this layout keeps.
+    pub part: Part,
+}
+
+impl SplitSelect {
+    fn config(&self) -> SplitConfig {
+        SplitConfig {
+            train: self.train,
+            val: self.val,
+            test: self.test,
+            seed: self.seed,
+        }
+    }
 }
 
 /// A checked layout, ready to [`discover`](Layout::discover) subjects.
@@ -78,6 +112,7 @@ pub struct Layout {
     brain_mask: Option<Template>,
     lesion_mask: Option<Template>,
     exclude: Vec<Regex>,
+    split: Option<SplitSelect>,
     max_subjects: Option<usize>,
 }
 
@@ -289,12 +324,16 @@ impl LayoutConfig {
         if self.max_subjects == Some(0) {
             return Err(invalid("max_subjects", "0", "an integer >= 1, or no key"));
         }
+        if let Some(split) = &self.split {
+            split.config().check()?;
+        }
         Ok(Layout {
             image: image_pattern,
             id_regex: id_regex_c,
             brain_mask,
             lesion_mask,
             exclude,
+            split: self.split.clone(),
             max_subjects: self.max_subjects,
         })
     }
@@ -393,6 +432,24 @@ impl Layout {
                 pattern: self.image.as_str().to_owned(),
             });
         }
+        if let Some(select) = &self.split {
+            let ids: Vec<String> = by_id.keys().cloned().collect();
+            let split = select.config().split(ids, String::as_str)?;
+            let keep: std::collections::BTreeSet<&String> =
+                split.part(select.part).iter().collect();
+            by_id.retain(|id, _| keep.contains(id));
+            if by_id.is_empty() {
+                return Err(invalid(
+                    "split",
+                    &format!(
+                        "part = \"{}\" of {} subjects",
+                        select.part.name(),
+                        split.train.len() + split.val.len() + split.test.len()
+                    ),
+                    "fractions that leave this part at least one subject",
+                ));
+            }
+        }
         let take = self.max_subjects.unwrap_or(usize::MAX);
         by_id
             .into_iter()
@@ -482,6 +539,54 @@ mod tests {
             msg.contains("`a`") && msg.contains("lesion_masks/a.nii.gz"),
             "{msg}"
         );
+    }
+
+    #[test]
+    fn split_parts_are_disjoint_complete_and_fixed() {
+        let dir = tempfile::tempdir().unwrap();
+        for i in 0..20 {
+            touch(dir.path(), &format!("s{i:02}.nii.gz"));
+        }
+        touch(dir.path(), "bad.nii.gz");
+        let part = |p: &str| -> Vec<String> {
+            let text = format!(
+                "image = \"*.nii.gz\"\nexclude = ['bad']\n\
+                 split = {{ train = 0.6, val = 0.25, test = 0.15, seed = 5, part = \"{p}\" }}"
+            );
+            let found = layout(&text).unwrap().discover(dir.path()).unwrap();
+            found.into_iter().map(|s| s.id).collect()
+        };
+        let (train, val, test) = (part("train"), part("val"), part("test"));
+        assert_eq!((train.len(), val.len(), test.len()), (12, 5, 3));
+        let mut all: Vec<&String> = train.iter().chain(&val).chain(&test).collect();
+        all.sort();
+        all.dedup();
+        assert_eq!(all.len(), 20, "every subject in exactly one part");
+        assert_eq!(part("val"), val, "the same split every time");
+        // max_subjects takes the first of the part, not of the folder.
+        let text = "image = \"*.nii.gz\"\nexclude = ['bad']\nmax_subjects = 2\n\
+                    split = { train = 0.6, val = 0.25, test = 0.15, seed = 5, part = \"test\" }";
+        let ids: Vec<String> = layout(text)
+            .unwrap()
+            .discover(dir.path())
+            .unwrap()
+            .into_iter()
+            .map(|s| s.id)
+            .collect();
+        assert_eq!(ids, test[..2]);
+        // Bad fractions and an empty part are named.
+        let err = layout("image = \"*.nii.gz\"\nsplit = { train = 0.6, val = 0.6, test = 0.0, seed = 1, part = \"val\" }")
+            .unwrap_err();
+        assert!(err.to_string().contains("split"), "{err}");
+        let err = layout("image = \"*.nii.gz\"\nsplit = { train = 1.0, val = 0.0, test = 0.0, seed = 1, part = \"test\" }")
+            .unwrap()
+            .discover(dir.path())
+            .unwrap_err();
+        assert!(err.to_string().contains("part = \"test\""), "{err}");
+        let bad = toml::from_str::<LayoutConfig>(
+            "image = \"*.nii.gz\"\nsplit = { train = 1.0, val = 0.0, test = 0.0, seed = 1, part = \"holdout\" }",
+        );
+        assert!(bad.is_err());
     }
 
     #[test]

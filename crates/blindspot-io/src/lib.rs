@@ -35,12 +35,12 @@ mod voxels;
 
 pub use cache::{CacheWriter, SliceCache, build_cache};
 pub use error::{IoError, Result};
-pub use layout::{Layout, LayoutConfig, Preset, SubjectFiles};
+pub use layout::{Layout, LayoutConfig, Preset, SplitSelect, SubjectFiles};
 pub use nifti::{
     Datatype, NiftiHeader, NiftiImage, NonFinitePolicy, ReadOptions, WriteOptions, XformCode,
     read_header, read_nifti, read_volume, write_f32, write_nifti, write_u8,
 };
 pub use orient::{Reorientation, axcodes, check_same_grid, reorient_to_ras};
 pub use preprocess::{Pipeline, PreprocessConfig, SliceView, SubjectSlices};
-pub use split::{Split, SplitConfig};
+pub use split::{Part, Split, SplitConfig};
 pub use volume::{Affine, Volume};

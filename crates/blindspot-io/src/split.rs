@@ -62,6 +62,17 @@ pub struct Split<T> {
     pub test: Vec<T>,
 }
 
+impl Part {
+    /// The name used in TOML (`train`, `val`, `test`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Part::Train => "train",
+            Part::Val => "val",
+            Part::Test => "test",
+        }
+    }
+}
+
 impl<T> Split<T> {
     /// The subjects of one part.
     pub fn part(&self, part: Part) -> &[T] {
