@@ -59,6 +59,13 @@ pub struct PreprocessConfig {
     /// Centre crop/pad of the RAS+ volume to `[nx, ny, nz]` voxels before anything else
     /// (padding with 0, which is background). Default: none.
     pub crop: Option<[usize; 3]>,
+    /// Axial field of view in millimetres, `[x, y]` (RAS: left-right, posterior-anterior),
+    /// centred in-plane on the bounding box of the brain mask: each RAS+ volume is cut or padded
+    /// (with 0, background) to it before slicing, after `crop`. Scans with other voxel sizes or
+    /// fields of view then show the brain at one scale in the slices. Default: none (the slice
+    /// is the whole grid, resized).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub field_of_view_mm: Option<[f64; 2]>,
     /// Histogram matching to a reference (its landmarks are given to [`Pipeline::new`]).
     /// Default: none.
     pub histogram_match: Option<HistMatchConfig>,
@@ -81,6 +88,7 @@ impl Default for PreprocessConfig {
     fn default() -> Self {
         Self {
             crop: None,
+            field_of_view_mm: None,
             histogram_match: None,
             clip_percentiles: None,
             background: -3.5,
@@ -110,6 +118,15 @@ impl PreprocessConfig {
             && c.contains(&0)
         {
             return bad("crop", format!("{c:?}"), "three sizes >= 1");
+        }
+        if let Some(f) = self.field_of_view_mm
+            && !f.iter().all(|v| v.is_finite() && *v > 0.0 && *v <= 1e4)
+        {
+            return bad(
+                "field_of_view_mm",
+                format!("{f:?}"),
+                "[x, y] in millimetres, each above 0 and at most 10000",
+            );
         }
         if let Some([lo, hi]) = self.clip_percentiles {
             check_percentiles(lo, hi)?;
@@ -262,7 +279,7 @@ impl Pipeline {
     ) -> Result<SubjectSlices> {
         check_masks_fit(&image, brain.as_ref(), lesion.as_ref())?;
         let to_ras = Reorientation::new(image.dims, &image.affine, image.spacing)?;
-        if self.config.crop.is_some() {
+        if self.config.crop.is_some() || self.config.field_of_view_mm.is_some() {
             let brain = brain.map(|b| to_ras.to_ras(&b)).transpose()?;
             let lesion = lesion.map(|l| to_ras.to_ras(&l)).transpose()?;
             return self.run(to_ras.to_ras(&image)?, brain, lesion);
@@ -294,6 +311,18 @@ impl Pipeline {
             brain = brain.map(|b| center_crop_or_pad(&b, size, 0));
             lesion = lesion.map(|l| center_crop_or_pad(&l, size, 0));
         }
+        if let Some(fov) = c.field_of_view_mm {
+            let (origin, size) = {
+                let mask = match &brain {
+                    Some(b) => std::borrow::Cow::Borrowed(b),
+                    None => std::borrow::Cow::Owned(nonzero_mask(&image)),
+                };
+                brain_field_of_view(&mask, fov)?
+            };
+            image = crop_or_pad(&image, origin, size, 0.0);
+            brain = brain.map(|b| crop_or_pad(&b, origin, size, 0));
+            lesion = lesion.map(|l| crop_or_pad(&l, origin, size, 0));
+        }
         let view = RasView::identity(image.dims);
         self.run_view(image, brain, lesion, view)
     }
@@ -309,8 +338,10 @@ impl Pipeline {
     ) -> Result<SubjectSlices> {
         let c = &self.config;
         // Steps before z-scoring need the mask as a volume, taken before intensities change.
-        let needs_mask =
-            c.crop.is_some() || c.histogram_match.is_some() || c.clip_percentiles.is_some();
+        let needs_mask = c.crop.is_some()
+            || c.field_of_view_mm.is_some()
+            || c.histogram_match.is_some()
+            || c.clip_percentiles.is_some();
         let brain = match brain {
             None if needs_mask => Some(nonzero_mask(&image)),
             b => b,
@@ -608,10 +639,52 @@ fn check_masks_fit(
     Ok(())
 }
 
+/// The box of [`PreprocessConfig::field_of_view_mm`] on a RAS+ grid: `fov` millimetres in x
+/// and y centred on the bounding box of the mask's non-zero voxels, every z slice.
+fn brain_field_of_view(mask: &Volume<u8>, fov: [f64; 2]) -> Result<([i64; 3], [usize; 3])> {
+    let [nx, ny, nz] = mask.dims;
+    let (mut lo, mut hi) = ([usize::MAX; 2], [0usize; 2]);
+    for z in 0..nz {
+        for y in 0..ny {
+            for x in 0..nx {
+                if mask.data[x + nx * (y + ny * z)] != 0 {
+                    lo = [lo[0].min(x), lo[1].min(y)];
+                    hi = [hi[0].max(x), hi[1].max(y)];
+                }
+            }
+        }
+    }
+    if lo[0] == usize::MAX {
+        return Err(IoError::DegenerateMask {
+            what: "field_of_view_mm".into(),
+            reason: "the brain mask is empty, so the field of view has no centre".into(),
+        });
+    }
+    let mut origin = [0i64; 3];
+    let mut size = [nx, ny, nz];
+    for a in 0..2 {
+        let spacing = mask.spacing[a];
+        if !(spacing.is_finite() && spacing > 0.0) {
+            return Err(IoError::InvalidParameter {
+                key: "field_of_view_mm".into(),
+                value: format!("voxel size {spacing} mm along axis {a}"),
+                expected: "a volume with positive voxel sizes".into(),
+            });
+        }
+        let voxels = (fov[a] / spacing).round().clamp(1.0, 1e6) as usize;
+        // Twice the centre, so that odd and even boxes centre without rounding drift.
+        let centre2 = (lo[a] + hi[a] + 1) as i64;
+        origin[a] = (centre2 - voxels as i64).div_euclid(2);
+        size[a] = voxels;
+    }
+    Ok((origin, size))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::test_util::vol;
+    use crate::volume::scaled_identity;
 
     #[test]
     fn config_check_names_keys() {
@@ -782,6 +855,55 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn field_of_view_centres_the_brain_at_one_scale() {
+        // One 8 x 8 mm brain, at 1 mm in a 12 x 10 grid (off centre) and at 2 mm filling a 4 x 4
+        // grid: with a 16 mm field of view both give the same slice.
+        let mut fine = vol([12, 10, 2], |i, j, _| {
+            let inside = (1..9).contains(&i) && (2..10).contains(&j);
+            f32::from(u8::from(inside)) * (100.0 + (i % 2) as f32)
+        });
+        fine.spacing = [1.0, 1.0, 1.0];
+        fine.affine = scaled_identity(fine.spacing);
+        let mut coarse = vol([4, 4, 2], |i, _, _| 100.0 + (i % 2) as f32);
+        coarse.spacing = [2.0, 2.0, 1.0];
+        coarse.affine = scaled_identity(coarse.spacing);
+        let (origin, size) = brain_field_of_view(&nonzero_mask(&fine), [16.0, 16.0]).unwrap();
+        assert_eq!((origin, size), ([-3, -2, 0], [16, 16, 2]));
+        let (origin, size) = brain_field_of_view(&nonzero_mask(&coarse), [16.0, 16.0]).unwrap();
+        assert_eq!((origin, size), ([-2, -2, 0], [8, 8, 2]));
+        let p = Pipeline::new(
+            PreprocessConfig {
+                field_of_view_mm: Some([16.0, 16.0]),
+                slice_size: [8, 8],
+                ..Default::default()
+            },
+            None,
+        )
+        .unwrap();
+        let a = p.run(fine.clone(), None, None).unwrap();
+        let b = p.run(coarse, None, None).unwrap();
+        assert_eq!(a.slices.len(), 2);
+        let brain = |s: &SubjectSlices| s.slices[0].brain.clone();
+        assert_eq!(brain(&a), brain(&b), "the brain at one place and scale");
+        assert_eq!(brain(&a).iter().filter(|&&v| v == 1).count(), 4 * 4);
+        // The native path crops the same way, and an empty brain is named.
+        assert_eq!(p.run_native(fine, None, None).unwrap(), a);
+        let empty = vol([4, 4, 2], |_, _, _| 0u8);
+        let err = brain_field_of_view(&empty, [8.0, 8.0]).unwrap_err();
+        assert!(err.to_string().contains("field_of_view_mm"), "{err}");
+        let bad = PreprocessConfig {
+            field_of_view_mm: Some([0.0, 200.0]),
+            ..Default::default()
+        };
+        assert!(
+            bad.check()
+                .unwrap_err()
+                .to_string()
+                .contains("field_of_view_mm")
+        );
     }
 
     #[test]

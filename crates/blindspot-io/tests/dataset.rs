@@ -251,3 +251,86 @@ fn real_brats_flair_matches_nibabel_and_pillow() -> Result<()> {
     }
     Ok(())
 }
+
+/// The brain's extent in a slice, in pixels: (rows, columns) of its bounding box over every
+/// slice of a subject, and the share of the slice's pixels it covers on its largest slice.
+fn brain_extent(out: &blindspot_io::SubjectSlices) -> ([usize; 2], f64) {
+    let (h, w) = (out.height, out.width);
+    let (mut rows, mut cols) = ([usize::MAX, 0], [usize::MAX, 0]);
+    let mut largest = 0usize;
+    for s in &out.slices {
+        largest = largest.max(s.brain.iter().filter(|&&b| b != 0).count());
+        for (p, _) in s.brain.iter().enumerate().filter(|(_, b)| **b != 0) {
+            let (r, c) = (p / w, p % w);
+            rows = [rows[0].min(r), rows[1].max(r)];
+            cols = [cols[0].min(c), cols[1].max(c)];
+        }
+    }
+    (
+        [rows[1] - rows[0] + 1, cols[1] - cols[0] + 1],
+        largest as f64 / (h * w) as f64,
+    )
+}
+
+/// IXI-HH (PSR, 2 mm, an axial plane of 180 x 240 mm, uint8 with a slope, a separate brain
+/// mask) and LPBA40 (LPS, 1 mm, 160 x 192 mm, float64, skull-stripped): with a 200 mm field
+/// of view both brains come out at one scale, upright (longer front to back than side to side)
+/// and inside the slice. Resizing the whole grid instead squashes the IXI-HH brain to a square
+/// (49 x 49 pixels) and draws the LPBA40 brain larger (59 x 52).
+#[test]
+fn real_scans_of_two_scanners_at_one_scale() -> Result<()> {
+    let Some(root) = std::env::var_os("BLINDSPOT_REAL_DATA") else {
+        eprintln!("BLINDSPOT_REAL_DATA is not set: skipped the IXI-HH and LPBA40 volumes");
+        return Ok(());
+    };
+    let root = Path::new(&root);
+    let ixi: LayoutConfig = toml::from_str(
+        r#"image = "IXI052-HH-1343_T1.nii.gz"
+           id_regex = '(?P<id>IXI\d+-HH-\d+)_T1\.nii\.gz$'
+           brain_mask = "{id}_brainmask_DERIVED.nii.gz""#,
+    )?;
+    let lpba: LayoutConfig = toml::from_str(
+        r#"image = "S02_T1_skullstripped.nii.gz"
+           id_regex = '(?P<id>S\d+)_T1_skullstripped\.nii\.gz$'
+           brain_mask = "{id}_brainmask_DERIVED.nii.gz""#,
+    )?;
+    let ixi = &ixi.check()?.discover(&root.join("ixi_hh_t1"))?[0];
+    let lpba = &lpba.check()?.discover(&root.join("lpba40"))?[0];
+    let config = |fov: Option<[f64; 2]>| PreprocessConfig {
+        field_of_view_mm: fov,
+        clip_percentiles: Some([0.5, 99.5]),
+        slice_size: [64, 64],
+        ..Default::default()
+    };
+    let fov = Pipeline::new(config(Some([200.0, 200.0])), None)?;
+    let (a, a_share) = brain_extent(&fov.run_files(ixi)?);
+    let (b, b_share) = brain_extent(&fov.run_files(lpba)?);
+    eprintln!(
+        "200 mm field of view: IXI-HH {a:?} ({a_share:.2}), LPBA40 {b:?} ({b_share:.2}) pixels"
+    );
+    for (name, [rows, cols], share) in [("IXI-HH", a, a_share), ("LPBA40", b, b_share)] {
+        // An adult brain is about 170 mm long and 140 mm wide: 54 x 45 pixels of 3.125 mm.
+        assert!(
+            rows > cols,
+            "{name}: {rows} rows x {cols} columns, not upright"
+        );
+        assert!(
+            (44..=62).contains(&rows) && (36..=54).contains(&cols),
+            "{name}: {rows} x {cols}"
+        );
+        assert!((0.2..0.6).contains(&share), "{name}: largest slice {share}");
+    }
+    let ratio = |x: usize, y: usize| x.max(y) as f64 / x.min(y) as f64;
+    assert!(
+        ratio(a[0], b[0]) < 1.15 && ratio(a[1], b[1]) < 1.15,
+        "{a:?} vs {b:?}"
+    );
+    // Without it the grids' fields of view set the scale.
+    let whole = Pipeline::new(config(None), None)?;
+    let (a, _) = brain_extent(&whole.run_files(ixi)?);
+    let (b, _) = brain_extent(&whole.run_files(lpba)?);
+    eprintln!("whole grid resized: IXI-HH {a:?}, LPBA40 {b:?} pixels");
+    assert!(ratio(a[0], a[1]) < 1.1, "IXI-HH squashed: {a:?}");
+    assert!(ratio(a[0], b[0]) > 1.1, "{a:?} vs {b:?}");
+    Ok(())
+}
