@@ -339,6 +339,12 @@ pub(crate) fn document(r: &Results, plots: &[Plot]) -> Vec<Block> {
     }
     section_plots(&mut d, PlotSection::Histogram);
 
+    if let Some(why) = &r.gate_error {
+        d.push(Heading(2, "The gate".into()));
+        d.push(Para(format!(
+            "The configured gate could not be fitted on the healthy validation scans, so no scan was gated: {why}."
+        )));
+    }
     if let Some(g) = &r.gate {
         d.push(Heading(2, "The gate".into()));
         d.push(Para("What the gate is worth: the lesion maps of the scans it accepts, against those of every test scan (no gate), at the same calibrated pixel threshold.".into()));

@@ -37,6 +37,10 @@ pub struct Results {
     /// The OOD gate's outcome; `None` when the gate was not run.
     #[serde(default)]
     pub gate: Option<GateResult>,
+    /// Why a configured gate could not be fitted (for example a component that takes one value
+    /// on every healthy validation scan); `None` when it was fitted or not configured.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gate_error: Option<String>,
     /// Whether the models learned the anatomy; `None` for models without a reconstruction
     /// (flows) or results written before it was measured.
     #[serde(default)]
@@ -665,6 +669,7 @@ impl Results {
             test_sets: Vec::new(),
             histograms: Vec::new(),
             gate: None,
+            gate_error: None,
             adequacy: None,
             training: Vec::new(),
             pooled: Vec::new(),

@@ -552,3 +552,21 @@ fn pooled_findings_are_judged_on_their_intervals() {
     }
     assert_eq!(findings(&r)[0].verdict, Verdict::Inconclusive);
 }
+
+/// A gate that could not be fitted: the report says why instead of leaving the section out,
+/// and results.json keeps the reason.
+#[test]
+fn a_gate_that_could_not_be_fitted_is_explained() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut r = sample::sample_results(dir.path());
+    r.gate = None;
+    let why = "gate component residual_q95 (Quantile(0.25)): degenerate sample";
+    r.gate_error = Some(why.into());
+    let path = dir.path().join(RESULTS_FILE);
+    save_results(&r, &path).unwrap();
+    assert_eq!(load_results(&path).unwrap().gate_error.as_deref(), Some(why));
+    let files = render_report(&r, dir.path()).unwrap();
+    let md = std::fs::read_to_string(&files.markdown).unwrap();
+    assert!(md.contains("## The gate"), "no gate section");
+    assert!(md.contains(why), "the reason is missing");
+}

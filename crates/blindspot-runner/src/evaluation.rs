@@ -414,9 +414,18 @@ pub(crate) fn evaluate_sets(
     pooled_experiments(&mut results, config, tests, rule, bootstrap.as_ref())?;
     let mut gate = None;
     if let Some(gate_cfg) = &config.gate {
-        let fitted = Gate::fit_split(&healthy_val, gate_cfg.clone())?;
-        results.gate = Some(run_gate(&fitted, tests, threshold, bootstrap.as_ref())?);
-        gate = Some(fitted);
+        // A gate that cannot be fitted (a component constant over the fit scans, as with a
+        // barely trained model) must not throw away the rest of the evaluation.
+        match Gate::fit_split(&healthy_val, gate_cfg.clone()) {
+            Ok(fitted) => {
+                results.gate = Some(run_gate(&fitted, tests, threshold, bootstrap.as_ref())?);
+                gate = Some(fitted);
+            }
+            Err(e) => {
+                eprintln!("warning: the gate is not fitted, so no scan is gated: {e}");
+                results.gate_error = Some(e.to_string());
+            }
+        }
     }
     let scoring = ScoringState {
         threshold,
