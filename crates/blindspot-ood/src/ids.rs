@@ -131,6 +131,11 @@ pub enum Statistic {
     /// spot of at least that many pixels reaches (the lesional-slice rule's size). Higher is
     /// anomalous.
     ResidualPeak,
+    /// The [`SPOT_PIXELS`]-th largest value of the residual post-processed as the pixel maps
+    /// are but with at most a 3x3 median filter: a small bright spot (an MS-like plaque at
+    /// 64x64) that a 5x5 filter removes before [`Statistic::ResidualPeak`] sees it. Higher is
+    /// anomalous.
+    ResidualSpot,
     /// Median of the model input over the slice's brain pixels (model-free). A shift moves
     /// it either way: read it two-sided (the gate's `side = "both"`); its nominal direction
     /// is higher is OOD.
@@ -138,15 +143,26 @@ pub enum Statistic {
     /// Interquartile range of the model input over the slice's brain pixels (model-free);
     /// like [`Statistic::IntensityMedian`], nominally higher is OOD.
     IntensityIqr,
+    /// Bowley's quartile skewness of the model input over the slice's brain pixels,
+    /// `(q75 + q25 - 2 q50) / (q75 - q25)` in `[-1, 1]` (0 when the quartiles coincide;
+    /// model-free). A scanner's intensity non-linearity (gamma) or another contrast changes the
+    /// shape of the whole distribution; a lesion covering a few percent of the brain moves the
+    /// quartiles by at most a few percentiles. Read it two-sided; nominally higher is OOD.
+    IntensitySkew,
 }
 
 /// The size, in pixels, of the bright spot [`Statistic::ResidualPeak`] reads: a slice is
 /// lesional by the evaluation's default rule from 20 lesion pixels.
 pub const PEAK_PIXELS: usize = 20;
 
+/// The size, in pixels, of the spot [`Statistic::ResidualSpot`] reads: what survives a 3x3
+/// median filter (at least 5 of the 9 pixels of a window bright) and still stands out of a
+/// slice's few brightest noise pixels.
+pub const SPOT_PIXELS: usize = 8;
+
 impl Statistic {
     /// Every statistic, in a fixed order.
-    pub const ALL: [Statistic; 18] = [
+    pub const ALL: [Statistic; 20] = [
         Statistic::RecErr,
         Statistic::Kl,
         Statistic::NegElbo,
@@ -163,8 +179,10 @@ impl Statistic {
         Statistic::ResidualMedian,
         Statistic::ResidualQ95,
         Statistic::ResidualPeak,
+        Statistic::ResidualSpot,
         Statistic::IntensityMedian,
         Statistic::IntensityIqr,
+        Statistic::IntensitySkew,
     ];
 
     /// The short name used in tables, JSON and configs.
@@ -186,8 +204,10 @@ impl Statistic {
             Statistic::ResidualMedian => "residual_median",
             Statistic::ResidualQ95 => "residual_q95",
             Statistic::ResidualPeak => "residual_peak",
+            Statistic::ResidualSpot => "residual_spot",
             Statistic::IntensityMedian => "intensity_median",
             Statistic::IntensityIqr => "intensity_iqr",
+            Statistic::IntensitySkew => "intensity_skew",
         }
     }
 
@@ -205,8 +225,10 @@ impl Statistic {
             | Statistic::ResidualMedian
             | Statistic::ResidualQ95
             | Statistic::ResidualPeak
+            | Statistic::ResidualSpot
             | Statistic::IntensityMedian
-            | Statistic::IntensityIqr => Direction::HigherIsOod,
+            | Statistic::IntensityIqr
+            | Statistic::IntensitySkew => Direction::HigherIsOod,
             Statistic::Entropy
             | Statistic::EntropyClean
             | Statistic::LogLikelihood

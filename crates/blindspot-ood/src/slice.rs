@@ -12,7 +12,7 @@ use crate::entropy::{
     PAPER_EPS, PAPER_MIN_MASK_PIXELS, residual_entropy_clean, residual_entropy_paper,
 };
 use crate::error::{OodError, Result, check_finite};
-use crate::ids::PEAK_PIXELS;
+use crate::ids::{PEAK_PIXELS, SPOT_PIXELS};
 use crate::record::{SliceId, SliceRecord, Statistic};
 
 /// Which residual of input and reconstruction.
@@ -254,8 +254,8 @@ fn residual_levels(
 
 /// Every per-slice statistic that `input` allows: `rec_err`, `kl`, `neg_elbo`, `coded_elbo`,
 /// both residual entropies and the residual levels `residual_median`, `residual_q95`,
-/// `residual_peak` (slices with more than `min_mask_pixels` mask pixels), the input's
-/// `intensity_median` and `intensity_iqr` (the same slices), `log_likelihood`, and the latent
+/// `residual_peak`, `residual_spot` (slices with more than `min_mask_pixels` mask pixels), the input's
+/// `intensity_median`, `intensity_iqr` and `intensity_skew` (the same slices), `log_likelihood`, and the latent
 /// mean for [`crate::mahalanobis`].
 ///
 /// # Errors
@@ -353,6 +353,21 @@ pub fn slice_record(input: &SliceInput<'_>, config: &SliceStatsConfig) -> Result
         for (statistic, value) in residual_levels(input.residual, input.mask, &residual) {
             record.set(statistic, value);
         }
+        let fine = if config.postprocess.median_size <= 3 {
+            residual.clone()
+        } else {
+            let fine = PostprocessConfig {
+                median_size: 3,
+                ..config.postprocess
+            };
+            postprocess_residual(input.residual, input.mask, input.width, input.height, &fine)?
+        };
+        let mut spot = masked(&fine, input.mask);
+        spot.sort_by(f64::total_cmp);
+        record.set(
+            Statistic::ResidualSpot,
+            spot[spot.len().saturating_sub(SPOT_PIXELS)],
+        );
         let image = match (input.image, input.residual) {
             (Some(x), _) | (None, ResidualSource::Reconstruction { input: x, .. }) => Some(x),
             (None, ResidualSource::AnomalyMap(_)) => None,
@@ -362,11 +377,15 @@ pub fn slice_record(input: &SliceInput<'_>, config: &SliceStatsConfig) -> Result
             let mut v = masked(x, input.mask);
             check_finite(|| format!("image of {}", input.id), &v)?;
             v.sort_by(f64::total_cmp);
-            record.set(Statistic::IntensityMedian, quantile_sorted(&v, 0.5));
-            record.set(
-                Statistic::IntensityIqr,
-                quantile_sorted(&v, 0.75) - quantile_sorted(&v, 0.25),
-            );
+            let [q25, q50, q75] = [0.25, 0.5, 0.75].map(|p| quantile_sorted(&v, p));
+            record.set(Statistic::IntensityMedian, q50);
+            record.set(Statistic::IntensityIqr, q75 - q25);
+            let skew = if q75 > q25 {
+                ((q75 - q50) - (q50 - q25)) / (q75 - q25)
+            } else {
+                0.0
+            };
+            record.set(Statistic::IntensitySkew, skew);
         }
     }
     if let Some(z) = input.latent_mean {

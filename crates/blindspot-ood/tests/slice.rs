@@ -265,6 +265,8 @@ fn residual_levels_and_intensity_summaries_match_a_hand_computed_slice() {
     let q95 = pos[59] + (pos[60] - pos[59]) * (0.95 * 63.0 - 59.0);
     assert!((r.get(Statistic::ResidualQ95).unwrap() - q95).abs() < 1e-6);
     assert!((r.get(Statistic::ResidualPeak).unwrap() - pos[64 - 20]).abs() < 1e-6);
+    // No median filter to shrink: the spot level is the 8th largest value.
+    assert!((r.get(Statistic::ResidualSpot).unwrap() - pos[64 - 8]).abs() < 1e-6);
     // The input itself: its median and IQR over the brain, ignoring the background.
     let xs: Vec<f64> = (0..64).map(|k| k as f64 / 64.0 - 0.25).collect();
     let q = |p: f64| {
@@ -274,6 +276,41 @@ fn residual_levels_and_intensity_summaries_match_a_hand_computed_slice() {
     };
     assert!((r.get(Statistic::IntensityMedian).unwrap() - q(0.5)).abs() < 1e-6);
     assert!((r.get(Statistic::IntensityIqr).unwrap() - (q(0.75) - q(0.25))).abs() < 1e-6);
+    // A linear ramp is symmetric: no skew.
+    assert!(r.get(Statistic::IntensitySkew).unwrap().abs() < 1e-6);
+}
+
+/// Quartile skewness by hand: eight brain pixels 0, 1, 1, 2, 2, 3, 8, 9 (and a background
+/// pixel that must not count). Linear quantiles at 7p: q25 = 1 (position 1.75), q50 = 2
+/// (3.5), q75 = 3 + 0.25 * 5 = 4.25 (5.25), so (4.25 + 1 - 4) / 3.25 = 1.25 / 3.25.
+#[test]
+fn intensity_skew_by_hand() {
+    let x = [9.0f32, 0.0, 1.0, 2.0, 8.0, 1.0, 3.0, 2.0, 100.0];
+    let xr = [0.0f32; 9];
+    let mut mask = [true; 9];
+    mask[8] = false;
+    let cfg = SliceStatsConfig {
+        postprocess: PostprocessConfig {
+            kind: ResidualKind::Positive,
+            erosion_iterations: 0,
+            median_size: 1,
+        },
+        entropy_eps: 1e-8,
+        min_mask_pixels: 1,
+    };
+    let mut i = input(&x, &xr, &mask, None);
+    i.width = 3;
+    i.height = 3;
+    let r = slice_record(&i, &cfg).unwrap();
+    let skew = r.get(Statistic::IntensitySkew).unwrap();
+    assert!((skew - 1.25 / 3.25).abs() < 1e-9, "{skew}");
+    // Mirrored intensities mirror the skew.
+    let neg: Vec<f32> = x.iter().map(|v| -v).collect();
+    let mut i = input(&neg, &xr, &mask, None);
+    i.width = 3;
+    i.height = 3;
+    let r = slice_record(&i, &cfg).unwrap();
+    assert!((r.get(Statistic::IntensitySkew).unwrap() + 1.25 / 3.25).abs() < 1e-9);
 }
 
 #[test]
@@ -304,4 +341,38 @@ fn a_planted_spot_raises_the_peak_but_not_the_median_residual() {
     assert!((lm - hm).abs() < 0.15 * hm, "median {hm} -> {lm}");
     let (hr, lr) = (get(&h, Statistic::RecErr), get(&l, Statistic::RecErr));
     assert!(lr - hr > 5.0 * (lm - hm).abs(), "rec_err {hr} -> {lr}");
+}
+
+/// A 4x4 bright spot in a 16x16 slice: the pixel maps' 5x5 median filter keeps its inner 2x2
+/// (fewer than the 20 pixels `residual_peak` reads, so 0), the 3x3 filter of `residual_spot`
+/// keeps all but its 4 corners (12 pixels, at least the 8 it reads).
+#[test]
+fn a_small_spot_survives_the_spot_statistic_only() {
+    let (w, h) = (16, 16);
+    let mut x = vec![0.0f32; w * h];
+    for r in 6..10 {
+        for c in 6..10 {
+            x[r * w + c] = 1.0;
+        }
+    }
+    let xr = vec![0.0f32; w * h];
+    let mask = vec![true; w * h];
+    let mut i = input(&x, &xr, &mask, None);
+    i.width = w;
+    i.height = h;
+    let r = slice_record(&i, &SliceStatsConfig::default()).unwrap();
+    assert_eq!(r.get(Statistic::ResidualPeak).unwrap(), 0.0);
+    assert_eq!(r.get(Statistic::ResidualSpot).unwrap(), 1.0);
+    // A 3x3 spot keeps only 5 pixels after the 3x3 filter: below the 8 the statistic reads.
+    x.iter_mut().for_each(|v| *v = 0.0);
+    for r in 6..9 {
+        for c in 6..9 {
+            x[r * w + c] = 1.0;
+        }
+    }
+    let mut i = input(&x, &xr, &mask, None);
+    i.width = w;
+    i.height = h;
+    let r = slice_record(&i, &SliceStatsConfig::default()).unwrap();
+    assert_eq!(r.get(Statistic::ResidualSpot).unwrap(), 0.0);
 }

@@ -204,8 +204,10 @@ impl ModelConfig {
                 | Statistic::ResidualMedian
                 | Statistic::ResidualQ95
                 | Statistic::ResidualPeak
+                | Statistic::ResidualSpot
                 | Statistic::IntensityMedian
-                | Statistic::IntensityIqr => true,
+                | Statistic::IntensityIqr
+                | Statistic::IntensitySkew => true,
                 // statistics of other models (typicality, Mahalanobis) and any added later
                 _ => false,
             })
