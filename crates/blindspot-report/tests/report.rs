@@ -564,7 +564,10 @@ fn a_gate_that_could_not_be_fitted_is_explained() {
     r.gate_error = Some(why.into());
     let path = dir.path().join(RESULTS_FILE);
     save_results(&r, &path).unwrap();
-    assert_eq!(load_results(&path).unwrap().gate_error.as_deref(), Some(why));
+    assert_eq!(
+        load_results(&path).unwrap().gate_error.as_deref(),
+        Some(why)
+    );
     let files = render_report(&r, dir.path()).unwrap();
     let md = std::fs::read_to_string(&files.markdown).unwrap();
     assert!(md.contains("## The gate"), "no gate section");
