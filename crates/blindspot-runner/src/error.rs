@@ -66,6 +66,24 @@ pub enum RunError {
         /// What is wrong and what to do.
         why: String,
     },
+    /// A command-line option with a value it cannot take.
+    #[error("{option} {value}: allowed: {allowed}")]
+    BadOption {
+        /// The option, for example `--array`.
+        option: String,
+        /// Its value as given.
+        value: String,
+        /// What is allowed.
+        allowed: &'static str,
+    },
+    /// `sbatch` refused a job script or could not be run.
+    #[error("sbatch {script}: {why}")]
+    Submit {
+        /// The job script.
+        script: PathBuf,
+        /// sbatch's exit status and message, or why it could not start.
+        why: String,
+    },
     /// A dataset holds no usable slice or subject.
     #[error("dataset `{dataset}` is empty: {why}")]
     Empty {
@@ -85,6 +103,7 @@ impl RunError {
             RunError::Config(_)
                 | RunError::Unsupported { .. }
                 | RunError::Refused { .. }
+                | RunError::BadOption { .. }
                 | RunError::Model(
                     blindspot_core::Error::InvalidConfig(_)
                         | blindspot_core::Error::ResumeMismatch { .. }

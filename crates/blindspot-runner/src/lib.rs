@@ -15,4 +15,5 @@ pub mod pipeline;
 pub mod score;
 mod shard;
 pub mod slices;
+pub mod slurm;
 mod transforms;

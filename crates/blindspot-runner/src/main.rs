@@ -112,6 +112,34 @@ enum Cmd {
         #[arg(required = true)]
         scans: Vec<std::path::PathBuf>,
     },
+    /// Submit a whole experiment to SLURM: job scripts in <out>/slurm/ (synth once; prepare,
+    /// train and evaluate as arrays of --array tasks; then the merge and report), chained with
+    /// `--dependency=afterok`. Resubmitting after a failure reuses every finished step.
+    Slurm {
+        /// The experiment config (TOML).
+        config: std::path::PathBuf,
+        /// The run directory, on a file system every node can write (default: runs/<name>).
+        #[arg(long)]
+        out: Option<std::path::PathBuf>,
+        /// Tasks per array step; more tasks than datasets, members or slice chunks is harmless.
+        #[arg(long)]
+        array: usize,
+        /// The partition of every job.
+        #[arg(long)]
+        partition: Option<String>,
+        /// The time limit of every job (SLURM's format, for example 02:00:00).
+        #[arg(long)]
+        time: Option<String>,
+        /// GPUs per task (with a binary built with the `cuda` feature).
+        #[arg(long)]
+        gpus_per_task: Option<u32>,
+        /// A further sbatch option for every job, repeatable (`--sbatch-arg=--mem=16G`).
+        #[arg(long = "sbatch-arg", allow_hyphen_values = true)]
+        sbatch_arg: Vec<String>,
+        /// Write the scripts and print the sbatch commands without submitting.
+        #[arg(long)]
+        dry_run: bool,
+    },
     /// Check an experiment config and print it resolved (every default written out).
     Check {
         /// The experiment config (TOML), for example configs/quickstart.toml.
@@ -238,6 +266,26 @@ fn dispatch(cli: Cli) -> Result<()> {
             }
             Ok(())
         }
+        Cmd::Slurm {
+            config,
+            out,
+            array,
+            partition,
+            time,
+            gpus_per_task,
+            sbatch_arg,
+            dry_run,
+        } => {
+            let options = blindspot_runner::slurm::SlurmOptions {
+                array,
+                partition,
+                time,
+                gpus_per_task,
+                sbatch_args: sbatch_arg,
+                overrides: overrides.clone(),
+            };
+            slurm(&config, out, &options, dry_run, &overrides)
+        }
         Cmd::Run { config: path, out } => {
             let (config, dir) = load(&path, out)?;
             let device = backend::device()?;
@@ -324,6 +372,59 @@ fn load(
     let config = config::RunConfig::load_with(path, overrides)?;
     let dir = out.unwrap_or_else(|| std::path::Path::new("runs").join(&config.name));
     Ok((config, dir))
+}
+
+/// `blindspot slurm`: writes the job scripts, then submits them or (`dry_run`) prints how.
+fn slurm(
+    config_path: &std::path::Path,
+    out: Option<std::path::PathBuf>,
+    options: &blindspot_runner::slurm::SlurmOptions,
+    dry_run: bool,
+    overrides: &[String],
+) -> Result<()> {
+    use blindspot_runner::slurm;
+    slurm::check(options)?;
+    let (config, dir) = load(config_path, out, overrides)?;
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    let absolute = |p: &std::path::Path| {
+        std::fs::canonicalize(p).with_context(|| format!("resolving {}", p.display()))
+    };
+    let (dir, config_file) = (absolute(&dir)?, absolute(config_path)?);
+    let binary = absolute(&std::env::current_exe().context("locating the blindspot binary")?)?;
+    let plan = slurm::write_plan(&config.name, &binary, &config_file, &dir, options)?;
+    let logs = dir.join("slurm").join("logs");
+    if dry_run {
+        println!(
+            "# job scripts written to {}; submit them with:",
+            dir.join("slurm").display()
+        );
+        for line in slurm::sbatch_lines(&plan) {
+            println!("{line}");
+        }
+        return Ok(());
+    }
+    let ids = slurm::submit(&plan, std::path::Path::new("sbatch"))?;
+    for (script, id) in plan.scripts.iter().zip(&ids) {
+        let kind = if script.array {
+            format!("array of {}", options.array)
+        } else {
+            "single".to_owned()
+        };
+        println!("{id}\t{}\t{kind}\t{}", script.step, script.path.display());
+    }
+    println!("follow:  squeue -j {}", ids.join(","));
+    println!("logs:    {}", logs.display());
+    println!(
+        "results: {} when job {} has finished",
+        dir.join("results.json").display(),
+        ids.last().map_or("", String::as_str)
+    );
+    println!(
+        "rerun one failed array task alone: sbatch --array=<i> {}/<step>.sh; \
+         or run `blindspot slurm` again: finished steps are reused",
+        dir.join("slurm").display()
+    );
+    Ok(())
 }
 
 fn train_smoke(steps: u64, batch: usize, size: usize, seed: u64) -> Result<()> {

@@ -1051,3 +1051,159 @@ fn a_full_disk_fails_naming_the_file_and_keeps_the_good_files() {
     assert!(o.status.success(), "{}", stderr(&o));
     assert_eq!(std::fs::read(&name).unwrap(), good);
 }
+
+/// `blindspot slurm --dry-run` writes five job scripts and prints their sbatch chain; run on
+/// this machine one array task after another (as SLURM would, with `SLURM_ARRAY_TASK_ID`), from
+/// another working directory and with 3 tasks for 2 members, they give the results of `run`.
+#[test]
+fn slurm_job_scripts_run_task_by_task_give_the_results_of_run() {
+    let tmp = tempfile::tempdir().unwrap();
+    let config = tmp.path().join("tiny config's.toml");
+    std::fs::write(&config, TINY).unwrap();
+    let out = tmp.path().join("run dir");
+    let o = blindspot()
+        .args(["slurm"])
+        .arg(&config)
+        .arg("--out")
+        .arg(&out)
+        .args([
+            "--array",
+            "3",
+            "--time",
+            "00:10:00",
+            "--sbatch-arg=--mem=1G",
+            "--dry-run",
+        ])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    let lines: Vec<&str> = stdout.lines().filter(|l| l.contains("sbatch")).collect();
+    assert_eq!(lines.len(), 5, "{stdout}");
+    assert!(lines[0].starts_with("JOB_SYNTH=$(sbatch --parsable '"));
+    assert!(lines[2].contains("--dependency=afterok:$JOB_PREPARE"));
+    assert!(lines[4].contains("--dependency=afterok:$JOB_EVALUATE"));
+    let slurm = out.join("slurm");
+    let train = std::fs::read_to_string(slurm.join("train.sh")).unwrap();
+    for needle in [
+        "#SBATCH --array=0-2",
+        "#SBATCH --time=00:10:00",
+        "#SBATCH --mem=1G",
+        "--shard \"${SLURM_ARRAY_TASK_ID}/3\"",
+        "tiny config'\\''s.toml",
+    ] {
+        assert!(
+            train.contains(needle),
+            "train.sh lacks {needle:?}:\n{train}"
+        );
+    }
+    assert!(slurm.join("logs").is_dir());
+    // Run the chain here, one task at a time, from another working directory.
+    let elsewhere = tempfile::tempdir().unwrap();
+    for (step, tasks) in [
+        ("synth", 1),
+        ("prepare", 3),
+        ("train", 3),
+        ("evaluate", 3),
+        ("merge", 1),
+    ] {
+        for task in 0..tasks {
+            let o = Command::new("bash")
+                .arg(slurm.join(format!("{step}.sh")))
+                .current_dir(elsewhere.path())
+                .env("SLURM_ARRAY_TASK_ID", task.to_string())
+                .output()
+                .unwrap();
+            assert!(
+                o.status.success(),
+                "{step} task {task}: {}",
+                String::from_utf8_lossy(&o.stderr)
+            );
+        }
+    }
+    assert!(out.join("eval-shards/shard-2-of-3.json.gz").is_file());
+    let chained = load_results(&out.join("results.json")).unwrap();
+    let whole = load_results(&tiny_run().join("results.json")).unwrap();
+    assert_eq!(chained.test_sets, whole.test_sets);
+    assert_eq!(chained.gate, whole.gate);
+    assert_eq!(chained.threshold.value, whole.threshold.value);
+    assert!(out.join("report.md").is_file());
+}
+
+/// Submission goes through `sbatch --parsable`, each step after the one before; a refusal by
+/// sbatch stops the chain with its message and the script's name. A stand-in `sbatch` first on
+/// PATH records its arguments.
+#[cfg(unix)]
+#[test]
+fn slurm_submits_a_dependency_chain_through_sbatch() {
+    use std::os::unix::fs::PermissionsExt;
+    let tmp = tempfile::tempdir().unwrap();
+    let config = tmp.path().join("tiny.toml");
+    std::fs::write(&config, TINY).unwrap();
+    let bin = tmp.path().join("bin");
+    std::fs::create_dir(&bin).unwrap();
+    let calls = tmp.path().join("calls.txt");
+    let fake = bin.join("sbatch");
+    let write_fake = |body: &str| {
+        std::fs::write(&fake, format!("#!/usr/bin/env bash\n{body}\n")).unwrap();
+        std::fs::set_permissions(&fake, std::fs::Permissions::from_mode(0o755)).unwrap();
+    };
+    // Job ids 101, 102, ... in the `<id>;<cluster>` form of a federated cluster.
+    write_fake(&format!(
+        "echo \"$@\" >> '{}'\nn=$(wc -l < '{}')\necho \"$((100 + n));cluster\"",
+        calls.display(),
+        calls.display()
+    ));
+    let path = format!(
+        "{}:{}",
+        bin.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let submit = |out: &Path| {
+        blindspot()
+            .args(["slurm"])
+            .arg(&config)
+            .arg("--out")
+            .arg(out)
+            .args(["--array", "2", "--partition", "cpu"])
+            .env("PATH", &path)
+            .output()
+            .unwrap()
+    };
+    let out = tmp.path().join("run");
+    let o = submit(&out);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    assert!(stdout.contains("squeue -j 101,102,103,104,105"), "{stdout}");
+    let recorded = std::fs::read_to_string(&calls).unwrap();
+    let calls_made: Vec<&str> = recorded.lines().collect();
+    assert_eq!(calls_made.len(), 5);
+    assert!(calls_made[0].starts_with("--parsable ") && calls_made[0].ends_with("synth.sh"));
+    for (k, step) in ["prepare", "train", "evaluate", "merge"].iter().enumerate() {
+        let want = format!("--parsable --dependency=afterok:{} ", 101 + k);
+        assert!(
+            calls_made[k + 1].starts_with(&want)
+                && calls_made[k + 1].ends_with(&format!("{step}.sh")),
+            "{}",
+            calls_made[k + 1]
+        );
+    }
+    // sbatch refuses: exit 1, its message and the script named, nothing further submitted.
+    write_fake("echo 'sbatch: error: invalid partition specified: cpu' >&2\nexit 1");
+    let o = submit(&tmp.path().join("run2"));
+    assert_eq!(o.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("invalid partition") && err.contains("synth.sh"),
+        "{err}"
+    );
+    // A bad option is a usage error naming it.
+    let o = blindspot()
+        .args(["slurm"])
+        .arg(&config)
+        .args(["--array", "0", "--dry-run"])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("--array"));
+}
