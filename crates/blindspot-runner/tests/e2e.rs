@@ -1207,3 +1207,255 @@ fn slurm_submits_a_dependency_chain_through_sbatch() {
     assert_eq!(o.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&o.stderr).contains("--array"));
 }
+
+/// A one-node SLURM cluster (munged, slurmctld, slurmd from Debian's `slurm-wlm` and `munge`) in
+/// a temporary folder, stopped by pid when dropped.
+struct LiveCluster {
+    dir: tempfile::TempDir,
+    conf: PathBuf,
+}
+
+impl LiveCluster {
+    /// Starts the daemons, or says why it cannot (not root, a program missing).
+    fn start() -> Result<Self, String> {
+        let which = |p: &str| {
+            ["/usr/sbin", "/usr/bin", "/sbin", "/bin"]
+                .iter()
+                .map(|d| Path::new(d).join(p))
+                .find(|f| f.is_file())
+                .ok_or_else(|| format!("`{p}` is not installed (apt-get install slurm-wlm munge)"))
+        };
+        let (munged, slurmctld, slurmd) = (which("munged")?, which("slurmctld")?, which("slurmd")?);
+        for client in ["sbatch", "squeue", "scancel"] {
+            which(client)?;
+        }
+        let uid = Command::new("id")
+            .arg("-u")
+            .output()
+            .map_err(|e| e.to_string())?;
+        if String::from_utf8_lossy(&uid.stdout).trim() != "0" {
+            return Err("the daemons of a one-node test cluster need root".into());
+        }
+        let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+        let d = dir.path().to_owned();
+        for sub in ["state", "spool", "log", "munge"] {
+            std::fs::create_dir(d.join(sub)).map_err(|e| e.to_string())?;
+        }
+        let key: Vec<u8> = (0..1024u32)
+            .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8 ^ std::process::id() as u8)
+            .collect();
+        let key_file = d.join("munge/munge.key");
+        std::fs::write(&key_file, key).map_err(|e| e.to_string())?;
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&key_file, std::fs::Permissions::from_mode(0o400))
+            .map_err(|e| e.to_string())?;
+        // Two free ports, both held until read so that they differ.
+        let listeners = [0, 1].map(|_| std::net::TcpListener::bind("127.0.0.1:0"));
+        let mut ports = Vec::new();
+        for l in &listeners {
+            let l = l.as_ref().map_err(|e| e.to_string())?;
+            ports.push(l.local_addr().map_err(|e| e.to_string())?.port());
+        }
+        drop(listeners);
+        let host = Command::new("hostname")
+            .arg("-s")
+            .output()
+            .map_err(|e| e.to_string())?;
+        let host = String::from_utf8_lossy(&host.stdout).trim().to_owned();
+        let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let p = |rel: &str| d.join(rel).display().to_string();
+        let conf = d.join("slurm.conf");
+        let text = format!(
+            "ClusterName=blindspot-test\nSlurmctldHost={host}\nSlurmUser=root\nSlurmdUser=root\n\
+             SlurmctldPort={}\nSlurmdPort={}\nAuthType=auth/munge\nAuthInfo=socket={}\n\
+             CredType=cred/munge\nProctrackType=proctrack/linuxproc\nTaskPlugin=task/none\n\
+             SelectType=select/cons_tres\nSelectTypeParameters=CR_Core\nMpiDefault=none\n\
+             ReturnToService=2\nStateSaveLocation={}\nSlurmdSpoolDir={}\n\
+             SlurmctldPidFile={}\nSlurmdPidFile={}\nSlurmctldLogFile={}\nSlurmdLogFile={}\n\
+             JobAcctGatherType=jobacct_gather/none\nAccountingStorageType=accounting_storage/none\n\
+             NodeName={host} CPUs={cpus} State=UNKNOWN\n\
+             PartitionName=test Nodes=ALL Default=YES MaxTime=INFINITE State=UP\n",
+            ports[0],
+            ports[1],
+            p("munge/munge.socket"),
+            p("state"),
+            p("spool"),
+            p("slurmctld.pid"),
+            p("slurmd.pid"),
+            p("log/slurmctld.log"),
+            p("log/slurmd.log"),
+        );
+        std::fs::write(&conf, text).map_err(|e| e.to_string())?;
+        let cluster = LiveCluster { dir, conf };
+        let run = |cmd: &mut Command| -> Result<(), String> {
+            let o = cmd.output().map_err(|e| e.to_string())?;
+            o.status
+                .success()
+                .then_some(())
+                .ok_or_else(|| format!("{cmd:?}: {}", String::from_utf8_lossy(&o.stderr)))
+        };
+        run(Command::new(munged).args([
+            "--force",
+            &format!("--socket={}", p("munge/munge.socket")),
+            &format!("--key-file={}", key_file.display()),
+            &format!("--log-file={}", p("log/munged.log")),
+            &format!("--pid-file={}", p("munge/munged.pid")),
+            &format!("--seed-file={}", p("munge/munged.seed")),
+        ]))?;
+        run(Command::new(slurmctld).arg("-f").arg(&cluster.conf))?;
+        run(Command::new(slurmd).arg("-f").arg(&cluster.conf))?;
+        // Wait until the node takes jobs.
+        for _ in 0..60 {
+            let o = cluster.client("sinfo").args(["-h", "-o", "%t"]).output();
+            if o.is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "idle") {
+                return Ok(cluster);
+            }
+            std::thread::sleep(std::time::Duration::from_millis(500));
+        }
+        Err(format!(
+            "the test cluster did not come up:\n{}",
+            cluster.logs()
+        ))
+    }
+
+    /// A SLURM client command talking to this cluster.
+    fn client(&self, program: &str) -> Command {
+        let mut c = Command::new(program);
+        c.env("SLURM_CONF", &self.conf);
+        c
+    }
+
+    fn logs(&self) -> String {
+        ["log/slurmctld.log", "log/slurmd.log"]
+            .iter()
+            .map(|f| std::fs::read_to_string(self.dir.path().join(f)).unwrap_or_default())
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+
+    /// Waits (at most `seconds`) until none of `jobs` is queued or running.
+    fn wait(&self, jobs: &[String], seconds: u64) {
+        let start = std::time::Instant::now();
+        loop {
+            let o = self
+                .client("squeue")
+                .args(["-h", "-o", "%i %T %r", "-j", &jobs.join(",")])
+                .output()
+                .unwrap();
+            let left = String::from_utf8_lossy(&o.stdout).trim().to_owned();
+            if left.is_empty() {
+                return;
+            }
+            assert!(
+                start.elapsed().as_secs() < seconds,
+                "jobs still queued after {seconds} s:\n{left}\n{}",
+                self.logs()
+            );
+            std::thread::sleep(std::time::Duration::from_millis(500));
+        }
+    }
+}
+
+impl Drop for LiveCluster {
+    fn drop(&mut self) {
+        for pid_file in ["slurmd.pid", "slurmctld.pid", "munge/munged.pid"] {
+            if let Ok(pid) = std::fs::read_to_string(self.dir.path().join(pid_file)) {
+                let _ = Command::new("kill").arg(pid.trim()).status();
+            }
+        }
+        // Give them a moment to leave their files before the folder goes.
+        std::thread::sleep(std::time::Duration::from_secs(2));
+    }
+}
+
+/// The job ids `blindspot slurm` printed, in step order.
+fn submitted_ids(stdout: &str) -> Vec<String> {
+    stdout
+        .lines()
+        .filter_map(|l| l.split('\t').next())
+        .filter(|id| !id.is_empty() && id.chars().all(|c| c.is_ascii_digit()))
+        .map(str::to_owned)
+        .collect()
+}
+
+/// `blindspot slurm --array 2` on a live one-node cluster: the two tasks of each step run at
+/// the same time on one run directory, and the results equal a single `run`'s. Then a chain
+/// whose one training task is cancelled never evaluates; submitted again, it reuses what was
+/// finished and gives the same results. Skips loudly without SLURM and root.
+#[cfg(unix)]
+#[test]
+fn slurm_on_a_live_cluster_gives_the_results_of_run() {
+    let cluster = match LiveCluster::start() {
+        Ok(c) => c,
+        Err(why) => {
+            eprintln!("\n*** SKIPPED the live SLURM test: {why} ***\n");
+            return;
+        }
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let config = tmp.path().join("tiny.toml");
+    std::fs::write(&config, TINY).unwrap();
+    let submit = |out: &Path| {
+        let o = blindspot()
+            .args(["slurm"])
+            .arg(&config)
+            .arg("--out")
+            .arg(out)
+            .args(["--array", "2"])
+            .env("SLURM_CONF", &cluster.conf)
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        let ids = submitted_ids(&String::from_utf8_lossy(&o.stdout));
+        assert_eq!(ids.len(), 5, "{}", String::from_utf8_lossy(&o.stdout));
+        ids
+    };
+    let same_as_run = |out: &Path| {
+        let r = load_results(&out.join("results.json")).unwrap_or_else(|e| {
+            let logs: Vec<String> = std::fs::read_dir(out.join("slurm/logs"))
+                .map(|d| {
+                    d.flatten()
+                        .map(|e| std::fs::read_to_string(e.path()).unwrap_or_default())
+                        .collect()
+                })
+                .unwrap_or_default();
+            panic!("{e}\n{}\n{}", logs.join("\n"), cluster.logs())
+        });
+        let whole = load_results(&tiny_run().join("results.json")).unwrap();
+        assert_eq!(r.test_sets, whole.test_sets);
+        assert_eq!(r.gate, whole.gate);
+        assert_eq!(r.threshold.value, whole.threshold.value);
+    };
+    let out = tmp.path().join("run");
+    let ids = submit(&out);
+    cluster.wait(&ids, 300);
+    same_as_run(&out);
+    for task in 0..2 {
+        assert!(
+            out.join(format!("slurm/logs/train-{}_{task}.log", ids[2]))
+                .is_file()
+        );
+    }
+
+    // Cancel one training task before it starts: the chain stops there.
+    let out = tmp.path().join("cancelled");
+    let ids = submit(&out);
+    let o = cluster
+        .client("scancel")
+        .arg(format!("{}_1", ids[2]))
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    cluster.wait(&ids[..3], 300);
+    assert!(!out.join("results.json").exists());
+    assert!(
+        !out.join("model/member-1").exists(),
+        "member 1 was never trained"
+    );
+    // The steps behind it wait forever on a dependency that cannot be met: cancel them, resubmit.
+    let o = cluster.client("scancel").args(&ids[3..]).output().unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let again = submit(&out);
+    cluster.wait(&again, 300);
+    same_as_run(&out);
+}
