@@ -227,6 +227,20 @@ pub(crate) fn write(
     Ok(path)
 }
 
+/// The partial result of `shard` already in `dir/eval-shards/`, when it is readable and was
+/// inferred with this config (what `evaluate --shard` reuses instead of inferring again).
+pub(crate) fn finished(config: &RunConfig, dir: &Path, shard: Shard) -> Option<PathBuf> {
+    let path = dir.join(SHARD_DIR).join(shard_file_name(shard));
+    if !path.is_file() {
+        return None;
+    }
+    let partial = read_file(&path).ok()?;
+    let same = partial.shard == shard.index
+        && partial.shards == shard.count
+        && inference_config(config).ok()? == partial.config;
+    same.then_some(path)
+}
+
 fn shard_error(path: &Path, why: impl Into<String>) -> RunError {
     RunError::Shard {
         path: path.to_owned(),

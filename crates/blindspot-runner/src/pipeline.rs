@@ -313,7 +313,8 @@ pub fn evaluate<B: ConvBackend>(
 /// share of `shard` (chunks of slices, numbered over all evaluated sets, chunk modulo `n`
 /// equals `i`), written atomically to `eval-shards/shard-i-of-n.json.gz` in `dir`. Returns that
 /// path. [`merge_shards`] turns the `n` partial results into exactly the results of
-/// [`evaluate`].
+/// [`evaluate`]. A partial result of the same shard already there, inferred with the same
+/// config, is reused (a resubmitted job array skips the shards that finished).
 ///
 /// # Errors
 /// As [`evaluate`]; writing the partial result.
@@ -325,6 +326,16 @@ pub fn evaluate_shard<B: ConvBackend>(
 ) -> Result<PathBuf> {
     check_supported(config)?;
     config.save_resolved(dir)?;
+    // A resubmitted job array reuses the shards that finished (same shard, same config).
+    if let Some(path) = crate::partial::finished(config, dir, shard) {
+        eprintln!(
+            "evaluate --shard {}/{}: {} is already there for this config, reused",
+            shard.index,
+            shard.count,
+            path.display()
+        );
+        return Ok(path);
+    }
     let t = Instant::now();
     let sets = infer_sets::<B>(config, dir, shard, device)?;
     crate::partial::write(config, dir, shard, &sets, t.elapsed().as_secs_f64())

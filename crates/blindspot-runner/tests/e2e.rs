@@ -1122,6 +1122,14 @@ fn slurm_job_scripts_run_task_by_task_give_the_results_of_run() {
         }
     }
     assert!(out.join("eval-shards/shard-2-of-3.json.gz").is_file());
+    // A task run again reuses its finished shard instead of inferring again.
+    let o = Command::new("bash")
+        .arg(slurm.join("evaluate.sh"))
+        .env("SLURM_ARRAY_TASK_ID", "1")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success() && err.contains("reused"), "{err}");
     let chained = load_results(&out.join("results.json")).unwrap();
     let whole = load_results(&tiny_run().join("results.json")).unwrap();
     assert_eq!(chained.test_sets, whole.test_sets);
@@ -1380,8 +1388,9 @@ fn submitted_ids(stdout: &str) -> Vec<String> {
 
 /// `blindspot slurm --array 2` on a live one-node cluster: the two tasks of each step run at
 /// the same time on one run directory, and the results equal a single `run`'s. Then a chain
-/// whose one training task is cancelled never evaluates; submitted again, it reuses what was
-/// finished and gives the same results. Skips loudly without SLURM and root.
+/// whose one training task is killed mid-way (`scancel`) never evaluates; submitted again, it
+/// reuses what finished and gives the results of a single run. Skips loudly without SLURM and
+/// root.
 #[cfg(unix)]
 #[test]
 fn slurm_on_a_live_cluster_gives_the_results_of_run() {
@@ -1395,13 +1404,14 @@ fn slurm_on_a_live_cluster_gives_the_results_of_run() {
     let tmp = tempfile::tempdir().unwrap();
     let config = tmp.path().join("tiny.toml");
     std::fs::write(&config, TINY).unwrap();
-    let submit = |out: &Path| {
+    let submit = |out: &Path, extra: &[&str]| {
         let o = blindspot()
             .args(["slurm"])
             .arg(&config)
             .arg("--out")
             .arg(out)
             .args(["--array", "2"])
+            .args(extra)
             .env("SLURM_CONF", &cluster.conf)
             .output()
             .unwrap();
@@ -1410,7 +1420,7 @@ fn slurm_on_a_live_cluster_gives_the_results_of_run() {
         assert_eq!(ids.len(), 5, "{}", String::from_utf8_lossy(&o.stdout));
         ids
     };
-    let same_as_run = |out: &Path| {
+    let same_as_run = |out: &Path, reference: &Path| {
         let r = load_results(&out.join("results.json")).unwrap_or_else(|e| {
             let logs: Vec<String> = std::fs::read_dir(out.join("slurm/logs"))
                 .map(|d| {
@@ -1421,15 +1431,15 @@ fn slurm_on_a_live_cluster_gives_the_results_of_run() {
                 .unwrap_or_default();
             panic!("{e}\n{}\n{}", logs.join("\n"), cluster.logs())
         });
-        let whole = load_results(&tiny_run().join("results.json")).unwrap();
+        let whole = load_results(&reference.join("results.json")).unwrap();
         assert_eq!(r.test_sets, whole.test_sets);
         assert_eq!(r.gate, whole.gate);
         assert_eq!(r.threshold.value, whole.threshold.value);
     };
     let out = tmp.path().join("run");
-    let ids = submit(&out);
+    let ids = submit(&out, &[]);
     cluster.wait(&ids, 300);
-    same_as_run(&out);
+    same_as_run(&out, tiny_run());
     for task in 0..2 {
         assert!(
             out.join(format!("slurm/logs/train-{}_{task}.log", ids[2]))
@@ -1437,25 +1447,43 @@ fn slurm_on_a_live_cluster_gives_the_results_of_run() {
         );
     }
 
-    // Cancel one training task before it starts: the chain stops there.
-    let out = tmp.path().join("cancelled");
-    let ids = submit(&out);
-    let o = cluster
-        .client("scancel")
-        .arg(format!("{}_1", ids[2]))
+    // Kill one training task mid-way (400 steps, so that it runs for a while): the chain stops
+    // there; submitted again, it reuses what finished and gives the results of a single run.
+    let long = ["--set", "train.duration={ steps = 400 }"];
+    let reference = tmp.path().join("reference");
+    let o = blindspot()
+        .args(["run"])
+        .arg(&config)
+        .arg("--out")
+        .arg(&reference)
+        .args(long)
         .output()
         .unwrap();
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let out = tmp.path().join("killed");
+    let ids = submit(&out, &long);
+    let task = format!("{}_1", ids[2]);
+    let start = std::time::Instant::now();
+    loop {
+        let o = cluster
+            .client("squeue")
+            .args(["-h", "-o", "%T", "-j", &task])
+            .output()
+            .unwrap();
+        if String::from_utf8_lossy(&o.stdout).trim() == "RUNNING" {
+            break;
+        }
+        assert!(start.elapsed().as_secs() < 300, "{task} never ran");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let o = cluster.client("scancel").arg(&task).output().unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     cluster.wait(&ids[..3], 300);
-    assert!(!out.join("results.json").exists());
-    assert!(
-        !out.join("model/member-1").exists(),
-        "member 1 was never trained"
-    );
+    assert!(!out.join("results.json").exists(), "the chain went on");
     // The steps behind it wait forever on a dependency that cannot be met: cancel them, resubmit.
     let o = cluster.client("scancel").args(&ids[3..]).output().unwrap();
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    let again = submit(&out);
+    let again = submit(&out, &long);
     cluster.wait(&again, 300);
-    same_as_run(&out);
+    same_as_run(&out, &reference);
 }
