@@ -16,6 +16,37 @@
 //!   [`SliceCache`]).
 //!
 //! This crate never depends on burn (an architecture invariant checked by `cargo xtask validate`).
+//!
+//! ```
+//! use blindspot_io::volume::scaled_identity;
+//! use blindspot_io::{Pipeline, PreprocessConfig, Volume, axcodes, read_volume, write_f32};
+//!
+//! // A 2 mm, 20 x 24 x 6 volume with a box of "brain" in slices 1 to 4, written as .nii.gz.
+//! let dims = [20, 24, 6];
+//! let data = (0..dims.iter().product::<usize>())
+//!     .map(|i| {
+//!         let (x, y, z) = (i % 20, i / 20 % 24, i / 480);
+//!         let brain = (4..16).contains(&x) && (4..20).contains(&y) && (1..5).contains(&z);
+//!         if brain { 100.0 + (x * y) as f32 } else { 0.0 }
+//!     })
+//!     .collect();
+//! let spacing = [2.0, 2.0, 2.0];
+//! let vol = Volume { dims, data, affine: scaled_identity(spacing), spacing };
+//! let dir = tempfile::tempdir()?;
+//! let path = dir.path().join("scan.nii.gz");
+//! write_f32(&path, &vol)?;
+//!
+//! // Read it back as nibabel would, and cut it into 32 x 32 z-scored axial slices.
+//! let back = read_volume(&path)?;
+//! assert_eq!(back.data, vol.data);
+//! assert_eq!(axcodes(&back.affine)?, ['R', 'A', 'S']);
+//! let config = PreprocessConfig { slice_size: [32, 32], ..Default::default() };
+//! let slices = Pipeline::new(config, None)?.run_native(back, None, None)?;
+//! assert_eq!(slices.slices.len(), 4, "slices without brain are dropped");
+//! assert_eq!(slices.slices[0].index, 1);
+//! assert_eq!(slices.slices[0].image.len(), 32 * 32);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
 
 pub mod atomic;
 pub mod cache;
