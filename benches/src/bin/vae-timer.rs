@@ -1,8 +1,10 @@
 //! Times a training step and an inference pass of the paper's VAE and prints one JSON line
 //! (the same fields as `../shared/bench/torch_vae.py`). Run by `cargo xtask bench model`:
 //!
-//!     RAYON_NUM_THREADS=2 cargo run --release -p blindspot-benches --bin vae-timer -- \
-//!         --batch 32 --size 128 --steps 10
+//! ```text
+//! RAYON_NUM_THREADS=2 cargo run --release -p blindspot-benches --bin vae-timer -- \
+//!     --batch 32 --size 128 --steps 10
+//! ```
 //!
 //! `--train-steps 1 --warmup 0 --steps 20` spends its time in inference (for `perf record`).
 

@@ -52,7 +52,7 @@
 //! plots embedded as data URIs), `tables/*.csv` (test sets, pixel metrics, OOD detection in
 //! the three modes, disentangling, gate, risk-coverage, wall times) and `plots/*.png` (healthy
 //! FPR against threshold, ROC and PR per test set, score histograms, risk-coverage). The four
-//! [`findings`] of the quickstart open the report. Slice grids are drawn by the run with
+//! [`findings`](mod@findings) of the quickstart open the report. Slice grids are drawn by the run with
 //! [`write_slice_grid_with`] (per-column display windows and colormaps; the paper's layout is
 //! [`SliceGrid::paper_styles`]) and referenced from the results. Every file is written atomically
 //! ([`write_atomic`]).

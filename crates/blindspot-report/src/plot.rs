@@ -1,7 +1,7 @@
 //! PNG charts (plotters, drawn into memory): line plots, bar plots and histograms, and the PNG
 //! helpers the slice grids ([`crate::grid`]) share; every file is written atomically.
 //!
-//! Charts are drawn at twice their display size ([`SCALE`]) so that they stay sharp in the HTML
+//! Charts are drawn at twice their display size (`SCALE`) so that they stay sharp in the HTML
 //! report and in print.
 
 use std::path::Path;

@@ -5,6 +5,10 @@
 //! Errors are printed as `error: ...` with their causes; the exit code is 2 for a bad
 //! configuration or usage and 1 for a failure at run time.
 
+// The doc comments of the CLI types below are `blindspot --help`'s text, written for a terminal
+// (`<out>`, `[synth]`), not rustdoc's markdown.
+#![allow(rustdoc::invalid_html_tags, rustdoc::broken_intra_doc_links)]
+
 mod backend;
 
 use std::process::ExitCode;
