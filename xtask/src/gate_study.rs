@@ -89,13 +89,6 @@ pub fn run(
         std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
         let text = study_config(&root.join(&study.base), &study)?;
         std::fs::write(&config, text).with_context(|| format!("writing {}", config.display()))?;
-        crate::run(crate::cargo().current_dir(&root).args([
-            "build",
-            "--release",
-            "--quiet",
-            "-p",
-            "blindspot-runner",
-        ]))?;
         let exe = crate::build_runner(&root)?;
         let blindspot = |args: &[&str], sets: &[String]| -> Result<()> {
             let mut cmd = std::process::Command::new(&exe);

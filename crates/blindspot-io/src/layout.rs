@@ -434,6 +434,7 @@ impl Layout {
         }
         if let Some(select) = &self.split {
             let ids: Vec<String> = by_id.keys().cloned().collect();
+            let total = ids.len();
             let split = select.config().split(ids, String::as_str)?;
             let keep: std::collections::BTreeSet<&String> =
                 split.part(select.part).iter().collect();
@@ -441,11 +442,7 @@ impl Layout {
             if by_id.is_empty() {
                 return Err(invalid(
                     "split",
-                    &format!(
-                        "part = \"{}\" of {} subjects",
-                        select.part.name(),
-                        split.train.len() + split.val.len() + split.test.len()
-                    ),
+                    &format!("part = \"{}\" of {} subjects", select.part.name(), total),
                     "fractions that leave this part at least one subject",
                 ));
             }

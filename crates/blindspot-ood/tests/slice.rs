@@ -52,6 +52,34 @@ fn input<'a>(
     }
 }
 
+/// Statistics on the plain positive residual: no erosion, no median filter.
+fn unfiltered(min_mask_pixels: usize) -> SliceStatsConfig {
+    SliceStatsConfig {
+        postprocess: PostprocessConfig {
+            kind: ResidualKind::Positive,
+            erosion_iterations: 0,
+            median_size: 1,
+        },
+        entropy_eps: 1e-8,
+        min_mask_pixels,
+    }
+}
+
+/// [`input`] on a `width` x `height` slice.
+fn sized<'a>(
+    x: &'a [f32],
+    xr: &'a [f32],
+    mask: &'a [bool],
+    width: usize,
+    height: usize,
+) -> SliceInput<'a> {
+    SliceInput {
+        width,
+        height,
+        ..input(x, xr, mask, None)
+    }
+}
+
 #[test]
 fn a_local_lesion_has_lower_entropy_than_a_diffuse_shift() {
     let mask = brain();
@@ -241,18 +269,8 @@ fn residual_levels_and_intensity_summaries_match_a_hand_computed_slice() {
             k += 1;
         }
     }
-    let cfg = SliceStatsConfig {
-        postprocess: PostprocessConfig {
-            kind: ResidualKind::Positive,
-            erosion_iterations: 0,
-            median_size: 1,
-        },
-        entropy_eps: 1e-8,
-        min_mask_pixels: 10,
-    };
-    let mut i = input(&x, &xr, &mask, None);
-    i.width = w;
-    i.height = h;
+    let cfg = unfiltered(10);
+    let i = sized(&x, &xr, &mask, w, h);
     let r = slice_record(&i, &cfg).unwrap();
     // |x| over the brain: 16 values k/64 - 1/4 for k < 16 (down to 1/64), 48 values above.
     let mut abs: Vec<f64> = (0..64).map(|k| (k as f64 / 64.0 - 0.25).abs()).collect();
@@ -289,26 +307,14 @@ fn intensity_skew_by_hand() {
     let xr = [0.0f32; 9];
     let mut mask = [true; 9];
     mask[8] = false;
-    let cfg = SliceStatsConfig {
-        postprocess: PostprocessConfig {
-            kind: ResidualKind::Positive,
-            erosion_iterations: 0,
-            median_size: 1,
-        },
-        entropy_eps: 1e-8,
-        min_mask_pixels: 1,
-    };
-    let mut i = input(&x, &xr, &mask, None);
-    i.width = 3;
-    i.height = 3;
+    let cfg = unfiltered(1);
+    let i = sized(&x, &xr, &mask, 3, 3);
     let r = slice_record(&i, &cfg).unwrap();
     let skew = r.get(Statistic::IntensitySkew).unwrap();
     assert!((skew - 1.25 / 3.25).abs() < 1e-9, "{skew}");
     // Mirrored intensities mirror the skew.
     let neg: Vec<f32> = x.iter().map(|v| -v).collect();
-    let mut i = input(&neg, &xr, &mask, None);
-    i.width = 3;
-    i.height = 3;
+    let i = sized(&neg, &xr, &mask, 3, 3);
     let r = slice_record(&i, &cfg).unwrap();
     assert!((r.get(Statistic::IntensitySkew).unwrap() + 1.25 / 3.25).abs() < 1e-9);
 }
@@ -357,9 +363,7 @@ fn a_small_spot_survives_the_spot_statistic_only() {
     }
     let xr = vec![0.0f32; w * h];
     let mask = vec![true; w * h];
-    let mut i = input(&x, &xr, &mask, None);
-    i.width = w;
-    i.height = h;
+    let i = sized(&x, &xr, &mask, w, h);
     let r = slice_record(&i, &SliceStatsConfig::default()).unwrap();
     assert_eq!(r.get(Statistic::ResidualPeak).unwrap(), 0.0);
     assert_eq!(r.get(Statistic::ResidualSpot).unwrap(), 1.0);
@@ -370,9 +374,7 @@ fn a_small_spot_survives_the_spot_statistic_only() {
             x[r * w + c] = 1.0;
         }
     }
-    let mut i = input(&x, &xr, &mask, None);
-    i.width = w;
-    i.height = h;
+    let i = sized(&x, &xr, &mask, w, h);
     let r = slice_record(&i, &SliceStatsConfig::default()).unwrap();
     assert_eq!(r.get(Statistic::ResidualSpot).unwrap(), 0.0);
 }
