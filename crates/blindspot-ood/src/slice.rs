@@ -155,6 +155,27 @@ pub fn postprocess_residual(
     height: usize,
     config: &PostprocessConfig,
 ) -> Result<Vec<f32>> {
+    let r = restricted_residual(source, mask, width, height, config)?;
+    median_step(r, width, height, config.median_size)
+}
+
+/// `r` median-filtered with a `size` x `size` window (`size <= 1`: unchanged).
+fn median_step(r: Vec<f32>, width: usize, height: usize, size: usize) -> Result<Vec<f32>> {
+    if size > 1 {
+        Ok(median_filter(&r, &[height, width], size)?)
+    } else {
+        Ok(r)
+    }
+}
+
+/// The first two steps of [`postprocess_residual`]: the residual, times the eroded mask.
+fn restricted_residual(
+    source: ResidualSource<'_>,
+    mask: &[bool],
+    width: usize,
+    height: usize,
+    config: &PostprocessConfig,
+) -> Result<Vec<f32>> {
     let n = width * height;
     check_len(|| "brain mask".into(), n, mask.len())?;
     let mut r: Vec<f32> = match source {
@@ -203,9 +224,6 @@ pub fn postprocess_residual(
                 *v = 0.0;
             }
         }
-    }
-    if config.median_size > 1 {
-        r = median_filter(&r, &[height, width], config.median_size)?;
     }
     Ok(r)
 }
@@ -332,13 +350,18 @@ pub fn slice_record(input: &SliceInput<'_>, config: &SliceStatsConfig) -> Result
         record.set(Statistic::LogLikelihood, ll);
     }
     if mask_pixels > config.min_mask_pixels {
-        let residual = postprocess_residual(
-            input.residual,
-            input.mask,
-            input.width,
-            input.height,
-            &config.postprocess,
-        )?;
+        // The residual restricted to the eroded brain, once; filtered as the pixel maps are,
+        // and with at most a 3x3 window for `residual_spot`.
+        let (w, h) = (input.width, input.height);
+        let restricted =
+            restricted_residual(input.residual, input.mask, w, h, &config.postprocess)?;
+        let fine_size = config.postprocess.median_size.min(3);
+        let fine = median_step(restricted.clone(), w, h, fine_size)?;
+        let residual = if fine_size == config.postprocess.median_size {
+            fine.clone()
+        } else {
+            median_step(restricted, w, h, config.postprocess.median_size)?
+        };
         if let Some(h) = residual_entropy_paper(
             &residual,
             input.mask,
@@ -353,15 +376,6 @@ pub fn slice_record(input: &SliceInput<'_>, config: &SliceStatsConfig) -> Result
         for (statistic, value) in residual_levels(input.residual, input.mask, &residual) {
             record.set(statistic, value);
         }
-        let fine = if config.postprocess.median_size <= 3 {
-            residual.clone()
-        } else {
-            let fine = PostprocessConfig {
-                median_size: 3,
-                ..config.postprocess
-            };
-            postprocess_residual(input.residual, input.mask, input.width, input.height, &fine)?
-        };
         let mut spot = masked(&fine, input.mask);
         spot.sort_by(f64::total_cmp);
         record.set(
