@@ -641,10 +641,6 @@ impl Columns {
             .collect();
         Self { terms, val }
     }
-
-    fn count(&self) -> usize {
-        self.terms.len() + self.val.len() + 6
-    }
 }
 
 impl RunLog {
@@ -677,23 +673,13 @@ impl RunLog {
         let columns: Option<Columns> = kept.first().map(|l| Columns::of(l, &scalars));
         let mut csv = String::new();
         if let Some(columns) = &columns {
-            let header = csv_header(columns);
-            csv.push_str(&header);
-            let mut lines = complete_lines(&csv_text);
-            if lines.next().is_some_and(|h| h == header.trim_end()) {
-                let fields = columns.count(); // rows hold numbers only, never quotes
-                csv.extend(
-                    lines
-                        .filter(|l| {
-                            l.split(',').count() == fields
-                                && l.split(',').next().and_then(|s| s.parse::<u64>().ok())
-                                    <= Some(step)
-                        })
-                        .flat_map(|l| [l, "\n"]),
-                );
-            } else {
-                for line in &kept {
-                    csv.push_str(&csv_row(columns, line));
+            csv.push_str(&csv_header(columns));
+            match kept_csv_rows(&csv_text, &header_fields(columns), step) {
+                Some(rows) => csv.push_str(&rows),
+                None => {
+                    for line in &kept {
+                        csv.push_str(&csv_row(columns, line));
+                    }
                 }
             }
         }
@@ -752,7 +738,36 @@ fn csv_record(fields: &[String]) -> String {
     String::from_utf8_lossy(&bytes).into_owned()
 }
 
+/// The rows of an earlier `log.csv` to keep, each rewritten as it was: the complete rows of
+/// `header`'s width up to `step`; `None` when its header is not `header` (the columns changed,
+/// or it is empty), so the caller rebuilds it from `log.jsonl`.
+fn kept_csv_rows(text: &str, header: &[String], step: u64) -> Option<String> {
+    let complete = &text[..text.rfind('\n').map_or(0, |i| i + 1)]; // a torn last row is dropped
+    let mut reader = csv::ReaderBuilder::new()
+        .has_headers(false)
+        .flexible(true)
+        .from_reader(complete.as_bytes());
+    let mut records = reader.records();
+    let first = records.next()?.ok()?;
+    if !first.iter().eq(header.iter().map(String::as_str)) {
+        return None;
+    }
+    let mut rows = String::new();
+    for record in records.flatten() {
+        let step_of = record.get(0).and_then(|s| s.parse::<u64>().ok());
+        if record.len() == header.len() && step_of.is_some_and(|s| s <= step) {
+            let fields: Vec<String> = record.iter().map(str::to_owned).collect();
+            rows.push_str(&csv_record(&fields));
+        }
+    }
+    Some(rows)
+}
+
 fn csv_header(columns: &Columns) -> String {
+    csv_record(&header_fields(columns))
+}
+
+fn header_fields(columns: &Columns) -> Vec<String> {
     let mut fields = vec!["step".to_string(), "epoch".into(), "loss".into()];
     fields.extend(columns.terms.iter().cloned());
     fields.extend([
@@ -761,7 +776,7 @@ fn csv_header(columns: &Columns) -> String {
         "val_loss".into(),
     ]);
     fields.extend(columns.val.iter().map(|c| format!("val_{c}")));
-    csv_record(&fields)
+    fields
 }
 
 /// A CSV row; a term the header does not name is left out (it stays in `log.jsonl`).
@@ -836,6 +851,34 @@ mod tests {
         assert_eq!(validation_indices(5, 4, 2), vec![0, 1, 2, 3, 4]);
         assert_eq!(validation_indices(10, 2, 2), vec![0, 2, 5, 7]);
         assert_eq!(validation_indices(0, 2, 1), Vec::<usize>::new());
+    }
+
+    #[test]
+    fn an_earlier_csv_keeps_its_complete_rows_up_to_the_step() {
+        let columns = Columns {
+            terms: vec!["a,b".to_string()],
+            val: vec![],
+        };
+        let header = header_fields(&columns);
+        let text = format!(
+            "{}1,0,0.5,0.25,0.001,10,\n2,0,0.4,0.2,0.001,11,0.3\n3,0,0.3,0.1,0.001,12,\n4,0,0.2",
+            csv_header(&columns)
+        );
+        // the quoted header matches; rows past step 2 and the torn last row are dropped
+        assert_eq!(
+            kept_csv_rows(&text, &header, 2).as_deref(),
+            Some("1,0,0.5,0.25,0.001,10,\n2,0,0.4,0.2,0.001,11,0.3\n")
+        );
+        // a short row (another width) is dropped too
+        let short = format!("{}1,0,0.5\n", csv_header(&columns));
+        assert_eq!(kept_csv_rows(&short, &header, 9).as_deref(), Some(""));
+        // another header: rebuild from log.jsonl
+        let other = Columns {
+            terms: vec!["a".to_string()],
+            val: vec![],
+        };
+        assert_eq!(kept_csv_rows(&text, &header_fields(&other), 2), None);
+        assert_eq!(kept_csv_rows("", &header, 2), None);
     }
 
     #[test]
