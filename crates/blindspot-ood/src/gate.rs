@@ -189,6 +189,22 @@ impl Decision {
     pub fn reports_lesion_map(self) -> bool {
         !matches!(self, Decision::OutOfDistribution)
     }
+
+    /// The decision's name, as written in JSON (`in_distribution`, `lesion_suspected`,
+    /// `out_of_distribution`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Decision::InDistribution => "in_distribution",
+            Decision::LesionSuspected => "lesion_suspected",
+            Decision::OutOfDistribution => "out_of_distribution",
+        }
+    }
+}
+
+impl std::fmt::Display for Decision {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
 }
 
 /// Which test a reason belongs to.

@@ -324,3 +324,14 @@ fn a_two_sided_component_rejects_a_shift_either_way_and_the_summary_names_it() {
         fine.summary()
     );
 }
+
+#[test]
+fn decisions_print_as_their_json_names() {
+    for d in [
+        Decision::InDistribution,
+        Decision::LesionSuspected,
+        Decision::OutOfDistribution,
+    ] {
+        assert_eq!(serde_json::to_string(&d).unwrap(), format!("\"{d}\""));
+    }
+}

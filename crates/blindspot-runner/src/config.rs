@@ -608,7 +608,9 @@ impl RunConfig {
     fn validate_data(&self) -> Result<()> {
         let d = &self.data;
         if let Some(root) = &d.root {
-            expand_env("data.root", root)?;
+            // the syntax only: a variable must be set where data is read (`data_root`), not
+            // where a finished run scores new scans
+            expand_env_with("data.root", root, |_| Some(String::new()))?;
         }
         let check_spec = |key: &str,
                           dir: &Option<String>,
@@ -757,7 +759,6 @@ impl RunConfig {
     }
 }
 
-/// Replaces each `${VAR}` in `value` by the environment variable `VAR`.
 /// Applies one `KEY=VALUE` override to a parsed config document.
 fn apply_override(doc: &mut toml::Table, setting: &str) -> Result<()> {
     let fail = |why: String| ConfigError::Override {
@@ -821,7 +822,17 @@ fn apply_override(doc: &mut toml::Table, setting: &str) -> Result<()> {
     Ok(())
 }
 
+/// Replaces each `${VAR}` in `value` by the environment variable `VAR`.
 fn expand_env(key: &str, value: &str) -> Result<String> {
+    expand_env_with(key, value, |var| std::env::var(var).ok())
+}
+
+/// Replaces each `${VAR}` in `value` by `lookup(VAR)`; `key` names the setting in errors.
+fn expand_env_with(
+    key: &str,
+    value: &str,
+    lookup: impl Fn(&str) -> Option<String>,
+) -> Result<String> {
     let mut out = String::new();
     let mut rest = value;
     while let Some(start) = rest.find("${") {
@@ -835,9 +846,9 @@ fn expand_env(key: &str, value: &str) -> Result<String> {
             );
         };
         let var = &after[..end];
-        match std::env::var(var) {
-            Ok(v) => out.push_str(&v),
-            Err(_) => {
+        match lookup(var) {
+            Some(v) => out.push_str(&v),
+            None => {
                 return Err(ConfigError::MissingEnv {
                     key: key.into(),
                     var: var.into(),
@@ -1095,9 +1106,18 @@ synth_set = "t1"
             "[data]",
             "[data]\nroot = \"${BLINDSPOT_SURELY_UNSET_VAR}/x\"",
         );
-        let err = RunConfig::from_toml_str(&text).unwrap_err();
+        // the config itself is valid (a finished run scores without its data's variables);
+        // reading its data names the variable
+        let config = RunConfig::from_toml_str(&text).unwrap();
+        let err = config.data_root().unwrap_err();
         assert!(
             matches!(&err, ConfigError::MissingEnv { var, .. } if var == "BLINDSPOT_SURELY_UNSET_VAR"),
+            "{err}"
+        );
+        let unclosed = MINIMAL.replace("[data]", "[data]\nroot = \"${BLINDSPOT_X/x\"");
+        let err = RunConfig::from_toml_str(&unclosed).unwrap_err().to_string();
+        assert!(
+            err.contains("data.root") && err.contains("closed by"),
             "{err}"
         );
     }

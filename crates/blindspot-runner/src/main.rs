@@ -1,6 +1,7 @@
 //! `blindspot`: the command-line entry point. It selects the backend (cargo features `flex`
 //! (default), `ndarray`, `cuda`) and runs experiments (`run`), checks configs (`check`),
-//! re-renders reports (`report`) and offers a training smoke test of the paper's VAE.
+//! scores new scans (`score`), submits to SLURM (`slurm`) and re-renders reports (`report`).
+//! Benchmarks live in `benches/` (`vae-timer`) and `cargo xtask`, not here.
 //!
 //! Errors are printed as `error: ...` with their causes; the exit code is 2 for a bad
 //! configuration or usage and 1 for a failure at run time.
@@ -11,30 +12,37 @@
 
 mod backend;
 
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::time::Instant;
 
 use anyhow::{Context, Result};
-use blindspot_core::{Batch, Model, seeded};
 use blindspot_runner::config;
 use blindspot_runner::pipeline::{self, Shard};
-use blindspot_vae::{BackboneConfig, BetaSchedule, VaeConfig};
-use burn::module::AutodiffModule;
-use burn::optim::{AdamConfig, GradientsParams, Optimizer};
-use clap::{Parser, Subcommand};
-use rand::Rng;
+use clap::{Args, Parser, Subcommand};
 
 #[derive(Parser)]
 #[command(
     name = "blindspot",
+    version,
     about = "OOD-aware unsupervised lesion detection in brain MRI"
 )]
 struct Cli {
     #[command(subcommand)]
     command: Cmd,
+}
+
+/// An experiment config, the run directory and the overrides: what every command that runs
+/// (part of) an experiment takes.
+#[derive(Args)]
+struct Experiment {
+    /// The experiment config (TOML), for example configs/quickstart.toml.
+    config: PathBuf,
+    /// The run directory (default: runs/<name>).
+    #[arg(long)]
+    out: Option<PathBuf>,
     /// Override a config value, `KEY=VALUE` with a dotted key (repeatable), for example
     /// `--set train.learning_rate=3e-4 --set ensemble.members=3`; the value is TOML.
-    #[arg(long = "set", global = true, value_name = "KEY=VALUE")]
+    #[arg(long = "set", value_name = "KEY=VALUE")]
     set: Vec<String>,
 }
 
@@ -42,38 +50,26 @@ struct Cli {
 enum Cmd {
     /// Run a whole experiment: synthesise, prepare, train, infer, evaluate, report.
     Run {
-        /// The experiment config (TOML), for example configs/quickstart.toml.
-        config: std::path::PathBuf,
-        /// The run directory (default: runs/<name>).
-        #[arg(long)]
-        out: Option<std::path::PathBuf>,
+        #[command(flatten)]
+        experiment: Experiment,
     },
     /// Step 1 of `run`: write the phantom of [synth] into <out>/data.
     Synth {
-        /// The experiment config (TOML).
-        config: std::path::PathBuf,
-        /// The run directory (default: runs/<name>).
-        #[arg(long)]
-        out: Option<std::path::PathBuf>,
+        #[command(flatten)]
+        experiment: Experiment,
     },
     /// Step 2 of `run`: preprocess every dataset into a slice cache under <out>/cache.
     Prepare {
-        /// The experiment config (TOML).
-        config: std::path::PathBuf,
-        /// The run directory (default: runs/<name>).
-        #[arg(long)]
-        out: Option<std::path::PathBuf>,
+        #[command(flatten)]
+        experiment: Experiment,
         /// Only the datasets of shard `i/n` (position modulo n equals i).
         #[arg(long, default_value = "0/1")]
         shard: Shard,
     },
     /// Step 3 of `run`: train the ensemble members into <out>/model (resumes).
     Train {
-        /// The experiment config (TOML).
-        config: std::path::PathBuf,
-        /// The run directory (default: runs/<name>).
-        #[arg(long)]
-        out: Option<std::path::PathBuf>,
+        #[command(flatten)]
+        experiment: Experiment,
         /// Only the members of shard `i/n` (member index modulo n equals i).
         #[arg(long, default_value = "0/1")]
         shard: Shard,
@@ -84,11 +80,8 @@ enum Cmd {
     /// <out>/eval-shards/shard-i-of-n.json.gz; `--merge` then evaluates the n partial results
     /// (exactly what a single `evaluate` gives).
     Evaluate {
-        /// The experiment config (TOML).
-        config: std::path::PathBuf,
-        /// The run directory (default: runs/<name>).
-        #[arg(long)]
-        out: Option<std::path::PathBuf>,
+        #[command(flatten)]
+        experiment: Experiment,
         /// Only infer the slice chunks of shard `i/n` (chunk index modulo n equals i) and write
         /// a partial result.
         #[arg(long, conflicts_with = "merge")]
@@ -102,29 +95,27 @@ enum Cmd {
     Score {
         /// The run directory (holding config.resolved.toml and model/).
         #[arg(long)]
-        run: std::path::PathBuf,
+        run: PathBuf,
         /// Where the maps and verdicts go (default: <run>/scores).
         #[arg(long)]
-        out: Option<std::path::PathBuf>,
+        scores: Option<PathBuf>,
         /// The brain mask of the scan (only with a single scan; default: its non-zero voxels).
         #[arg(long)]
-        brain_mask: Option<std::path::PathBuf>,
+        brain_mask: Option<PathBuf>,
         /// Which volume of a 4-D file to score (0-based); a 4-D file is refused without it.
         #[arg(long)]
         volume: Option<usize>,
         /// The scans (.nii or .nii.gz).
         #[arg(required = true)]
-        scans: Vec<std::path::PathBuf>,
+        scans: Vec<PathBuf>,
     },
     /// Submit a whole experiment to SLURM: job scripts in <out>/slurm/ (synth once; prepare,
     /// train and evaluate as arrays of --array tasks; then the merge and report), chained with
-    /// `--dependency=afterok`. Resubmitting after a failure reuses every finished step.
+    /// `--dependency=afterok`. Resubmitting after a failure reuses every finished step. The run
+    /// directory must be on a file system every node can write.
     Slurm {
-        /// The experiment config (TOML).
-        config: std::path::PathBuf,
-        /// The run directory, on a file system every node can write (default: runs/<name>).
-        #[arg(long)]
-        out: Option<std::path::PathBuf>,
+        #[command(flatten)]
+        experiment: Experiment,
         /// Tasks per array step; more tasks than datasets, members or slice chunks is harmless.
         #[arg(long)]
         array: usize,
@@ -147,30 +138,18 @@ enum Cmd {
     /// Check an experiment config and print it resolved (every default written out).
     Check {
         /// The experiment config (TOML), for example configs/quickstart.toml.
-        config: std::path::PathBuf,
+        config: PathBuf,
+        /// Override a config value, `KEY=VALUE` with a dotted key (repeatable).
+        #[arg(long = "set", value_name = "KEY=VALUE")]
+        set: Vec<String>,
     },
     /// Rebuild report.md, report.html, tables/ and plots/ from a run's results.json.
     Report {
         /// The run directory (holding results.json), for example runs/quickstart.
-        dir: std::path::PathBuf,
+        dir: PathBuf,
     },
     /// Print the compiled-in backend and check that its device is usable.
     Backend,
-    /// Train the paper's VAE for a few steps on random slices and print loss and speed.
-    TrainSmoke {
-        /// Optimizer steps.
-        #[arg(long, default_value_t = 5)]
-        steps: u64,
-        /// Slices per batch.
-        #[arg(long, default_value_t = 32)]
-        batch: usize,
-        /// Input side (multiple of 16).
-        #[arg(long, default_value_t = 128)]
-        size: usize,
-        /// Seed.
-        #[arg(long, default_value_t = 0)]
-        seed: u64,
-    },
 }
 
 fn main() -> ExitCode {
@@ -212,18 +191,15 @@ fn error_text(err: &anyhow::Error) -> String {
 }
 
 fn dispatch(cli: Cli) -> Result<()> {
-    let overrides = cli.set;
-    let load =
-        |path: &std::path::Path, out: Option<std::path::PathBuf>| load(path, out, &overrides);
     match cli.command {
-        Cmd::Synth { config, out } => {
-            let (config, dir) = load(&config, out)?;
+        Cmd::Synth { experiment } => {
+            let (config, dir) = experiment.load()?;
             pipeline::synth(&config, &dir)?;
             println!("{}", dir.join("data").display());
             Ok(())
         }
-        Cmd::Prepare { config, out, shard } => {
-            let (config, dir) = load(&config, out)?;
+        Cmd::Prepare { experiment, shard } => {
+            let (config, dir) = experiment.load()?;
             let built = pipeline::prepare(&config, &dir, shard)?;
             println!(
                 "{built} slice caches built in {}",
@@ -231,48 +207,20 @@ fn dispatch(cli: Cli) -> Result<()> {
             );
             Ok(())
         }
-        Cmd::Train { config, out, shard } => {
-            let (config, dir) = load(&config, out)?;
+        Cmd::Train { experiment, shard } => {
+            let (config, dir) = experiment.load()?;
             let device = backend::device()?;
             pipeline::train::<backend::TrainBackend>(&config, &dir, shard, &device)?;
             println!("{}", dir.join("model").display());
             Ok(())
         }
         Cmd::Evaluate {
-            config,
-            out,
+            experiment,
             shard,
             merge,
-        } => {
-            let (config, dir) = load(&config, out)?;
-            let summary = if merge {
-                pipeline::merge_shards(&config, &dir)?
-            } else {
-                let device = backend::device()?;
-                match shard {
-                    Some(shard) if shard != Shard::ALL => {
-                        let path = pipeline::evaluate_shard::<backend::Backend>(
-                            &config, &dir, shard, &device,
-                        )?;
-                        println!("{}", path.display());
-                        return Ok(());
-                    }
-                    _ => pipeline::evaluate::<backend::Backend>(&config, &dir, &device)?,
-                }
-            };
-            println!(
-                "{}\n{}",
-                summary.results.display(),
-                summary.report.display()
-            );
-            if let Some(line) = summary.adequacy_line() {
-                eprintln!("{line}");
-            }
-            Ok(())
-        }
+        } => evaluate(&experiment, shard, merge),
         Cmd::Slurm {
-            config,
-            out,
+            experiment,
             array,
             partition,
             time,
@@ -286,12 +234,12 @@ fn dispatch(cli: Cli) -> Result<()> {
                 time,
                 gpus_per_task,
                 sbatch_args: sbatch_arg,
-                overrides: overrides.clone(),
+                overrides: experiment.set.clone(),
             };
-            slurm(&config, out, &options, dry_run, &overrides)
+            slurm(&experiment, &options, dry_run)
         }
-        Cmd::Run { config: path, out } => {
-            let (config, dir) = load(&path, out)?;
+        Cmd::Run { experiment } => {
+            let (config, dir) = experiment.load()?;
             let device = backend::device()?;
             eprintln!(
                 "run `{}` on {} into {}",
@@ -313,38 +261,15 @@ fn dispatch(cli: Cli) -> Result<()> {
         }
         Cmd::Score {
             run,
-            out,
+            scores,
             brain_mask,
             volume,
             scans,
-        } => {
-            if brain_mask.is_some() && scans.len() != 1 {
-                return Err(blindspot_runner::pipeline::RunError::Unsupported {
-                    key: "--brain-mask".into(),
-                    value: format!("with {} scans", scans.len()),
-                    allowed: "one scan per --brain-mask",
-                }
-                .into());
-            }
-            let device = backend::device()?;
-            let scorer = blindspot_runner::score::Scorer::<backend::Backend>::load(&run, &device)?;
-            let out = out.unwrap_or_else(|| run.join("scores"));
-            for scan in &scans {
-                let s = scorer
-                    .score(scan, brain_mask.as_deref(), volume, &out)
-                    .with_context(|| format!("scoring {}", scan.display()))?;
-                let decision = s
-                    .decision
-                    .map_or_else(|| "no gate".to_owned(), |d| format!("{d:?}"));
-                println!("{}\t{}\t{decision}", scan.display(), s.map.display());
-                if let Some(why) = &s.why {
-                    println!("  {why}");
-                }
-            }
-            Ok(())
-        }
-        Cmd::Check { config: path } => {
-            let config = config::RunConfig::load_with(&path, &overrides)?;
+        } => score(&run, scores, brain_mask.as_deref(), volume, &scans),
+        Cmd::Check { config: path, set } => {
+            let config = config::RunConfig::load_with(&path, &set)?;
+            // `check` answers whether the config can run here, so the data's variables count
+            config.data_root()?;
             print!("{}", config.to_toml_string()?);
             Ok(())
         }
@@ -358,42 +283,99 @@ fn dispatch(cli: Cli) -> Result<()> {
             println!("backend: {}", backend::NAME);
             Ok(())
         }
-        Cmd::TrainSmoke {
-            steps,
-            batch,
-            size,
-            seed,
-        } => train_smoke(steps, batch, size, seed),
     }
 }
 
-/// The config and the run directory (default `runs/<name>`).
-fn load(
-    path: &std::path::Path,
-    out: Option<std::path::PathBuf>,
-    overrides: &[String],
-) -> Result<(config::RunConfig, std::path::PathBuf)> {
-    let config = config::RunConfig::load_with(path, overrides)?;
-    let dir = out.unwrap_or_else(|| std::path::Path::new("runs").join(&config.name));
-    Ok((config, dir))
+impl Experiment {
+    /// The config with its overrides, and the run directory (default `runs/<name>`). The data's
+    /// environment variables must be set: every step that takes an experiment reads its data
+    /// or plans a run that will.
+    fn load(&self) -> Result<(config::RunConfig, PathBuf)> {
+        let config = config::RunConfig::load_with(&self.config, &self.set)?;
+        config.data_root()?;
+        let dir = self
+            .out
+            .clone()
+            .unwrap_or_else(|| Path::new("runs").join(&config.name));
+        Ok((config, dir))
+    }
+}
+
+/// `blindspot evaluate`: all at once, one shard's inference, or the merge of the shards.
+fn evaluate(experiment: &Experiment, shard: Option<Shard>, merge: bool) -> Result<()> {
+    let (config, dir) = experiment.load()?;
+    let summary = if merge {
+        pipeline::merge_shards(&config, &dir)?
+    } else {
+        let device = backend::device()?;
+        match shard {
+            Some(shard) if shard != Shard::ALL => {
+                let path =
+                    pipeline::evaluate_shard::<backend::Backend>(&config, &dir, shard, &device)?;
+                println!("{}", path.display());
+                return Ok(());
+            }
+            _ => pipeline::evaluate::<backend::Backend>(&config, &dir, &device)?,
+        }
+    };
+    println!(
+        "{}\n{}",
+        summary.results.display(),
+        summary.report.display()
+    );
+    if let Some(line) = summary.adequacy_line() {
+        eprintln!("{line}");
+    }
+    Ok(())
+}
+
+/// `blindspot score`: one line per scan (the scan, its map, the verdict) and the verdict's reason.
+fn score(
+    run: &Path,
+    scores: Option<PathBuf>,
+    brain_mask: Option<&Path>,
+    volume: Option<usize>,
+    scans: &[PathBuf],
+) -> Result<()> {
+    if brain_mask.is_some() && scans.len() != 1 {
+        return Err(blindspot_runner::pipeline::RunError::Unsupported {
+            key: "--brain-mask".into(),
+            value: format!("with {} scans", scans.len()),
+            allowed: "one scan per --brain-mask",
+        }
+        .into());
+    }
+    let device = backend::device()?;
+    let scorer = blindspot_runner::score::Scorer::<backend::Backend>::load(run, &device)?;
+    let out = scores.unwrap_or_else(|| run.join("scores"));
+    for scan in scans {
+        let s = scorer
+            .score(scan, brain_mask, volume, &out)
+            .with_context(|| format!("scoring {}", scan.display()))?;
+        let decision = s
+            .decision
+            .map_or_else(|| "no gate".to_owned(), |d| d.to_string());
+        println!("{}\t{}\t{decision}", scan.display(), s.map.display());
+        if let Some(why) = &s.why {
+            println!("  {why}");
+        }
+    }
+    Ok(())
 }
 
 /// `blindspot slurm`: writes the job scripts, then submits them or (`dry_run`) prints how.
 fn slurm(
-    config_path: &std::path::Path,
-    out: Option<std::path::PathBuf>,
+    experiment: &Experiment,
     options: &blindspot_runner::slurm::SlurmOptions,
     dry_run: bool,
-    overrides: &[String],
 ) -> Result<()> {
     use blindspot_runner::slurm;
     slurm::check(options)?;
-    let (config, dir) = load(config_path, out, overrides)?;
+    let (config, dir) = experiment.load()?;
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-    let absolute = |p: &std::path::Path| {
-        std::fs::canonicalize(p).with_context(|| format!("resolving {}", p.display()))
-    };
-    let (dir, config_file) = (absolute(&dir)?, absolute(config_path)?);
+    let absolute =
+        |p: &Path| std::fs::canonicalize(p).with_context(|| format!("resolving {}", p.display()));
+    let (dir, config_file) = (absolute(&dir)?, absolute(&experiment.config)?);
     let binary = absolute(&std::env::current_exe().context("locating the blindspot binary")?)?;
     let plan = slurm::write_plan(&config.name, &binary, &config_file, &dir, options)?;
     let logs = dir.join("slurm").join("logs");
@@ -407,7 +389,7 @@ fn slurm(
         }
         return Ok(());
     }
-    let ids = slurm::submit(&plan, std::path::Path::new("sbatch"))?;
+    let ids = slurm::submit(&plan, Path::new("sbatch"))?;
     for (script, id) in plan.scripts.iter().zip(&ids) {
         let kind = if script.array {
             format!("array of {}", options.array)
@@ -428,42 +410,5 @@ fn slurm(
          or run `blindspot slurm` again: finished steps are reused",
         dir.join("slurm").display()
     );
-    Ok(())
-}
-
-fn train_smoke(steps: u64, batch: usize, size: usize, seed: u64) -> Result<()> {
-    let device = backend::device()?;
-    let mut rng = seeded::<backend::TrainBackend>(&device, seed);
-    let cfg = VaeConfig::new()
-        .with_backbone(BackboneConfig::new().with_input_size(size))
-        .with_beta(BetaSchedule::Constant { beta: 1.0 });
-    let mut model = cfg
-        .init::<backend::TrainBackend>(&device)
-        .context("VAE config")?;
-    let mut optim = AdamConfig::new().with_epsilon(1e-8).init();
-    let n = batch * size * size;
-    let images: Vec<f32> = (0..n).map(|_| rng.random_range(-1.0..1.0)).collect();
-    let masks: Vec<f32> = (0..n).map(|_| f32::from(rng.random_bool(0.7))).collect();
-    let data =
-        Batch::<backend::TrainBackend>::from_host(images, masks, [batch, size, size], &device)?;
-    println!(
-        "backend {}: VAE {size}x{size}, batch {batch}",
-        backend::NAME
-    );
-    for step in 0..steps {
-        let t = Instant::now();
-        let out = model.loss(&data, step, &mut rng);
-        let loss: f32 = out.loss.clone().into_scalar();
-        let grads = GradientsParams::from_grads(out.loss.backward(), &model);
-        model = optim.step(1e-4, model, grads);
-        println!(
-            "step {step}: loss {loss:.4} in {:.1} ms",
-            t.elapsed().as_secs_f64() * 1e3
-        );
-    }
-    let inner = model.valid();
-    let t = Instant::now();
-    let _ = inner.infer(&data.inner(), &mut rng).into_host()?;
-    println!("inference: {:.1} ms", t.elapsed().as_secs_f64() * 1e3);
     Ok(())
 }

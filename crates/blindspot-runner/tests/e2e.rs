@@ -169,7 +169,7 @@ fn check_score(scan: &Path, out: &Path) {
     let status = blindspot()
         .args(["score", "--run"])
         .arg(tiny_run())
-        .arg("--out")
+        .arg("--scores")
         .arg(out)
         .arg(scan)
         .status()
@@ -257,7 +257,7 @@ fn score_refuses_a_4d_file_without_volume_and_scores_the_chosen_one() {
     let refused = blindspot()
         .args(["score", "--run"])
         .arg(run)
-        .arg("--out")
+        .arg("--scores")
         .arg(&out_dir)
         .arg(&four_d)
         .output()
@@ -273,7 +273,7 @@ fn score_refuses_a_4d_file_without_volume_and_scores_the_chosen_one() {
     let status = blindspot()
         .args(["score", "--volume", "1", "--run"])
         .arg(run)
-        .arg("--out")
+        .arg("--scores")
         .arg(&out_dir)
         .arg(&four_d)
         .status()
@@ -313,7 +313,7 @@ fn score_and_evaluate_refuse_a_corrupt_model() {
     let out = blindspot()
         .args(["score", "--run"])
         .arg(&run)
-        .arg("--out")
+        .arg("--scores")
         .arg(tmp.path().join("scores"))
         .arg(&scan)
         .output()
@@ -537,6 +537,86 @@ fn run_writes_every_output_with_finite_numbers() {
         .collect();
     assert!(!tables.is_empty());
     tables.iter().for_each(|p| non_empty(p));
+}
+
+/// A run moved to another machine scores without its training data's environment variables.
+#[test]
+fn score_needs_no_variable_of_the_training_data() {
+    let tmp = tempfile::tempdir().unwrap();
+    let run = tmp.path().join("run");
+    std::fs::create_dir_all(&run).unwrap();
+    copy_dir(&tiny_run().join("model"), &run.join("model"));
+    let resolved = std::fs::read_to_string(tiny_run().join("config.resolved.toml")).unwrap();
+    assert!(resolved.contains("[data.train]"), "{resolved}");
+    let moved = resolved.replacen(
+        "[data.train]",
+        "[data]\nroot = \"${BLINDSPOT_TEST_UNSET_DATA_ROOT}/data\"\n\n[data.train]",
+        1,
+    );
+    std::fs::write(run.join("config.resolved.toml"), moved).unwrap();
+    let scan = lesional_scan(tiny_run());
+    let scores = tmp.path().join("scores");
+    let out = blindspot()
+        .env_remove("BLINDSPOT_TEST_UNSET_DATA_ROOT")
+        .args(["score", "--run"])
+        .arg(&run)
+        .arg("--scores")
+        .arg(&scores)
+        .arg(&scan)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let decision = stdout.lines().next().unwrap().rsplit('\t').next().unwrap();
+    assert!(
+        ["in_distribution", "lesion_suspected", "out_of_distribution"].contains(&decision),
+        "{stdout}"
+    );
+    // a step that reads the data still names the variable
+    let check = blindspot()
+        .env_remove("BLINDSPOT_TEST_UNSET_DATA_ROOT")
+        .arg("check")
+        .arg(run.join("config.resolved.toml"))
+        .output()
+        .unwrap();
+    assert_eq!(check.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&check.stderr);
+    assert!(err.contains("BLINDSPOT_TEST_UNSET_DATA_ROOT"), "{err}");
+}
+
+/// `--version` answers; an option a command does not use is refused, not ignored.
+#[test]
+fn the_command_line_refuses_options_a_command_does_not_use() {
+    let version = blindspot().arg("--version").output().unwrap();
+    assert!(version.status.success());
+    assert_eq!(
+        String::from_utf8_lossy(&version.stdout).trim(),
+        format!("blindspot {}", env!("CARGO_PKG_VERSION"))
+    );
+    let tmp = tempfile::tempdir().unwrap();
+    for args in [
+        &["report", "runs/x", "--set", "seed=1"][..],
+        &["backend", "--set", "seed=1"],
+        &["score", "--run", "runs/x", "--set", "seed=1", "scan.nii"],
+        &["score", "--run", "runs/x", "--out", "elsewhere", "scan.nii"],
+        &["train-smoke"],
+    ] {
+        let out = blindspot()
+            .current_dir(tmp.path())
+            .args(args)
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains("unexpected argument") || err.contains("unrecognized subcommand"),
+            "{args:?}: {err}"
+        );
+    }
 }
 
 #[test]
