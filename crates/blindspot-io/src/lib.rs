@@ -15,9 +15,20 @@
 //! - [`cache`]: the memory-mapped, checksummed on-disk slice cache ([`build_cache`],
 //!   [`SliceCache`]).
 //!
+//! The pipeline, [`histmatch`], [`layout`], [`split`] and [`cache`] are the default feature
+//! `dataset`; with `default-features = false` the crate is the NIfTI reader and writer,
+//! [`orient`] and [`resize`] alone, and depends on flate2 and thiserror only.
+//!
 //! This crate never depends on burn (an architecture invariant checked by `cargo xtask validate`).
 //!
-//! ```
+#![cfg_attr(
+    feature = "dataset",
+    doc = r#"
+```"#
+)]
+#![cfg_attr(not(feature = "dataset"), doc = "```text")]
+// Without `dataset` the page above still names the pipeline's modules, which are absent.
+#![cfg_attr(not(feature = "dataset"), allow(rustdoc::broken_intra_doc_links))]
 //! use blindspot_io::volume::scaled_identity;
 //! use blindspot_io::{Pipeline, PreprocessConfig, Volume, axcodes, read_volume, write_f32};
 //!
@@ -49,29 +60,40 @@
 //! ```
 
 pub mod atomic;
+#[cfg(feature = "dataset")]
 pub mod cache;
 pub mod error;
+#[cfg(feature = "dataset")]
 pub mod histmatch;
+#[cfg(feature = "dataset")]
 pub mod layout;
 pub mod nifti;
 pub mod orient;
+#[cfg(feature = "dataset")]
 pub mod preprocess;
 pub mod resize;
+#[cfg(feature = "dataset")]
 pub mod split;
+#[cfg(feature = "dataset")]
 mod steps;
-#[cfg(test)]
+#[cfg(all(test, feature = "dataset"))]
 mod test_util;
 pub mod volume;
+#[cfg(feature = "dataset")]
 mod voxels;
 
+#[cfg(feature = "dataset")]
 pub use cache::{CacheWriter, SliceCache, build_cache};
 pub use error::{IoError, Result};
+#[cfg(feature = "dataset")]
 pub use layout::{Layout, LayoutConfig, Preset, SplitSelect, SubjectFiles};
 pub use nifti::{
     Datatype, NiftiHeader, NiftiImage, NonFinitePolicy, ReadOptions, WriteOptions, XformCode,
     read_header, read_nifti, read_volume, write_f32, write_nifti, write_u8,
 };
 pub use orient::{Reorientation, axcodes, check_same_grid, reorient_to_ras};
+#[cfg(feature = "dataset")]
 pub use preprocess::{Pipeline, PreprocessConfig, SliceView, SubjectSlices};
+#[cfg(feature = "dataset")]
 pub use split::{Part, Split, SplitConfig};
 pub use volume::{Affine, Volume};
