@@ -245,6 +245,7 @@ pub(crate) fn fmt_bound(v: f32) -> String {
 /// The width of `text` in pixels (8 pixels a character when no font is found: drawing the
 /// text then reports the failure).
 pub(crate) fn text_width(text: &str, style: &TextStyle<'_>) -> usize {
+    crate::plot::register_font();
     let mut one = [255u8; 3];
     let area = BitMapBackend::with_buffer(&mut one, (1, 1)).into_drawing_area();
     area.estimate_text_size(text, style)
@@ -273,6 +274,7 @@ pub fn write_slice_grid(grid: &SliceGrid, path: &Path) -> Result<()> {
 /// column; [`ReportError::ImageSize`] for a panel whose buffer does not match its size;
 /// [`ReportError::Plot`]/[`ReportError::Io`] when drawing or writing fails.
 pub fn write_slice_grid_with(grid: &SliceGrid, styles: &[ColumnStyle], path: &Path) -> Result<()> {
+    crate::plot::register_font(); // before any style is built: plotters looks fonts up eagerly
     let invalid = |key: String, value: String, allowed| ReportError::Invalid {
         key,
         value,

@@ -54,12 +54,30 @@ pub(crate) const GRID_COLOR: RGBColor = RGBColor(225, 225, 225);
 
 pub(crate) const REF_COLOR: RGBColor = RGBColor(110, 110, 110);
 
+/// The one font of every plot and grid, shipped in the crate (DejaVu Sans, licence in
+/// `fonts/LICENSE-DejaVu.txt`) and drawn by plotters' pure-Rust `ab_glyph` renderer: the same
+/// run draws the same pixels on every machine, and no system font library is needed.
+static FONT_FILE: &[u8] = include_bytes!("../fonts/DejaVuSans.ttf");
+
+/// Registers [`FONT_FILE`] as [`FONT`] (normal and bold) once per process. Every drawing
+/// function calls it first: plotters looks a font up when a style is built, not when it draws.
+pub(crate) fn register_font() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        for style in [FontStyle::Normal, FontStyle::Bold] {
+            // a valid font file compiled in: this cannot fail
+            let _ = plotters::style::register_font(FONT, style, FONT_FILE);
+        }
+    });
+}
+
 /// Draws into an in-memory RGB buffer of `size` and returns the buffer.
 pub(crate) fn draw_rgb(
     path: &Path,
     size: (u32, u32),
     draw: impl FnOnce(&DrawingArea<BitMapBackend<'_>, Shift>) -> Result<(), String>,
 ) -> Result<Vec<u8>> {
+    register_font();
     let mut buf = vec![255u8; size.0 as usize * size.1 as usize * 3];
     {
         let root = BitMapBackend::with_buffer(&mut buf, size).into_drawing_area();
@@ -231,6 +249,7 @@ pub(crate) fn line_plot(
     curves: &[Curve],
     refs: &[RefLine],
 ) -> Result<()> {
+    register_font(); // before any style is built: plotters looks fonts up eagerly
     let entries = curves.len() + refs.len();
     let show_legend = entries > 1;
     let longest = curves
@@ -323,6 +342,7 @@ pub(crate) fn bar_plot(
     groups: &[&str],
     refs: &[f64],
 ) -> Result<()> {
+    register_font(); // before any style is built: plotters looks fonts up eagerly
     let named: Vec<String> = bars
         .iter()
         .map(|b| match groups.get(b.group) {
@@ -440,6 +460,7 @@ pub(crate) fn central_bins(h: &Histogram, tail: f64) -> (usize, usize, u64) {
 /// axis spans the bins holding the central 99 % of all slices; returns how many slices lie
 /// outside it.
 pub(crate) fn histogram_plot(path: &Path, title: &str, h: &Histogram) -> Result<u64> {
+    register_font(); // before any style is built: plotters looks fonts up eagerly
     let (first, last, hidden) = central_bins(h, 0.005);
     let fractions: Vec<(usize, String, Vec<f64>)> = h
         .groups
