@@ -1,3 +1,5 @@
+#![doc = include_str!("../README.md")]
+//!
 //! Deterministic autoencoders on the VAE's backbone (blindspot-backbone): a plain autoencoder and a
 //! denoising autoencoder with coarse noise (low-resolution Gaussian noise, upsampled bilinearly
 //! and added inside the brain; the model learns to return the clean slice).

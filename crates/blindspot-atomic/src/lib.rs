@@ -1,10 +1,7 @@
-//! Atomic output files: write to a temporary file beside the destination, sync, rename. The one
-//! writer of the workspace: blindspot-io re-exports it as `blindspot_io::atomic`, and the crates
-//! that need nothing else of blindspot-io (core, ood, report) use this crate alone.
+#![doc = include_str!("../README.md")]
 //!
-//! A reader never sees a half-written file, and a crash leaves the previous file intact. The
-//! temporary file gets the permissions an ordinary `File::create` would (0o666 less the umask),
-//! not the 0o600 of a bare temporary file, so datasets and maps stay readable by the group.
+//! In the workspace, blindspot-io re-exports it as `blindspot_io::atomic`, and the crates that
+//! need nothing else of blindspot-io (core, ood, report) use this crate alone.
 
 use std::fs::File;
 use std::io::{self, BufWriter, Write};

@@ -1,3 +1,5 @@
+#![doc = include_str!("../README.md")]
+//!
 //! The convolutional encoder and decoder of Baur et al. (2020) (docs/method.md 2.1), with the
 //! batch normalisation they use, shared by the model crates of the autoencoder family
 //! (blindspot-vae, blindspot-ae) so that neither depends on the other.

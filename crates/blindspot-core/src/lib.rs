@@ -1,7 +1,4 @@
-//! The model contract of blindspot and everything around it that does not depend on a
-//! particular model: batches, inference outputs convertible to plain host data, the training
-//! loop (Adam, seeded shuffling, validation, atomic checkpoints, exact resume), safetensors
-//! model files and ensembles.
+#![doc = include_str!("../README.md")]
 //!
 //! Library code is generic over `B: Backend`; only binaries name a concrete backend.
 //!

@@ -1,3 +1,5 @@
+#![doc = include_str!("../README.md")]
+//!
 //! A multi-scale normalizing flow (Glow-style: squeeze, actnorm, invertible 1×1 convolution in
 //! LU form, affine coupling; RealNVP's factor-out of half the channels after each level) with
 //! an exact log-likelihood, reported in nats and bits per dimension.

@@ -1,5 +1,6 @@
-//! blindspot-io: brain MRI volumes in and out, and the preprocessing that turns them into
-//! model-ready 2-D slices.
+#![doc = include_str!("../README.md")]
+//!
+//! # Modules
 //!
 //! - [`volume`]: the in-memory [`Volume`] (x-fastest voxel order, an affine, voxel sizes).
 //! - [`nifti`]: NIfTI-1 `.nii`/`.nii.gz` reading ([`read_volume`], [`read_nifti`]) and atomic
@@ -20,6 +21,8 @@
 //! [`orient`] and [`resize`] alone, and depends on flate2 and thiserror only.
 //!
 //! This crate never depends on burn (an architecture invariant checked by `cargo xtask validate`).
+//!
+//! # From a NIfTI file to model-ready slices (feature `dataset`)
 //!
 #![cfg_attr(
     feature = "dataset",

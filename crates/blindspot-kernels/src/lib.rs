@@ -1,3 +1,5 @@
+#![doc = include_str!("../README.md")]
+//!
 //! 2-D convolutions as a burn backend extension, so that the models' convolutions run on fast
 //! kernels where we have them and on burn's own ops everywhere else.
 //!

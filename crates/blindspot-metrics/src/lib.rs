@@ -1,5 +1,6 @@
-//! blindspot-metrics: every number blindspot reports, computed exactly over the whole dataset
-//! in `f64`, never averaged per batch.
+#![doc = include_str!("../README.md")]
+//!
+//! # Modules
 //!
 //! - [`adequacy`]: whether a reconstruction model learned the anatomy: its error beside the
 //!   position-mean image's and a σ = 1 blur's, and the score between them.
@@ -17,27 +18,6 @@
 //! never a silent 0.5 or a panic. This crate never depends on burn (an architecture invariant
 //! checked by `cargo xtask validate`).
 //!
-//! ```
-//! use blindspot_metrics::{RankAccumulator, auroc, average_precision, dice};
-//!
-//! // scikit-learn's example: roc_auc_score gives 0.75, average_precision_score 0.8333.
-//! let scores = [0.1, 0.4, 0.35, 0.8];
-//! let labels = [false, false, true, true];
-//! assert_eq!(auroc(&scores, &labels)?, 0.75);
-//! assert!((average_precision(&scores, &labels)? - 5.0 / 6.0).abs() < 1e-12);
-//!
-//! // The same AUROC from two batches (or two shards), merged exactly.
-//! let mut a = RankAccumulator::<f64>::new();
-//! a.push(&scores[..2], &labels[..2])?;
-//! let mut b = RankAccumulator::<f64>::new();
-//! b.push(&scores[2..], &labels[2..])?;
-//! a.merge(b);
-//! assert_eq!(a.finish().auroc()?, 0.75);
-//!
-//! // Dice of a binary map: 2 TP, 1 FP, 0 FN.
-//! assert_eq!(dice(&[true, false, true, true], &[true, false, false, true])?, 0.8);
-//! # Ok::<(), blindspot_metrics::MetricsError>(())
-//! ```
 
 pub mod adequacy;
 pub mod bootstrap;

@@ -1,10 +1,6 @@
-//! blindspot-ood: OOD statistics, their evaluation, and the lesion-vs-OOD gate.
+#![doc = include_str!("../README.md")]
 //!
-//! Unsupervised lesion detectors are blind to non-lesion OOD input: the usual OOD scores
-//! cannot tell a lesion from a domain shift, and prior knowledge (lesions are local and
-//! hyper-intense) can. This crate computes the scores per slice, evaluates them the paper's
-//! way, and turns them into a [`gate::Gate`] that decides, per scan, whether a lesion map can
-//! be trusted.
+//! # Modules
 //!
 //! - [`record`]: slice identities, the [`Statistic`]s with their directions, [`SliceRecord`].
 //! - [`slice`](mod@slice): model outputs (plain buffers) to a [`SliceRecord`], with the paper's residual
@@ -17,20 +13,6 @@
 //! - [`conformal`]: the split-conformal threshold and its guarantee.
 //! - [`gate`]: the per-scan verdict (in distribution, lesion suspected, out of distribution).
 //! - [`eval`]: detection in three modes, disentangling, risk-coverage, scan-level bootstrap.
-//!
-//! ```
-//! use blindspot_ood::{ConformalThreshold, GaussianKde};
-//!
-//! // DoSE's building block: scipy's gaussian_kde, exact and fast.
-//! let kde = GaussianKde::fit(&[0.1, 0.4, 0.35, 0.2, 0.3]).unwrap();
-//! assert!(kde.log_density(0.3) > kde.log_density(3.0));
-//!
-//! // Split-conformal: 19 healthy calibration scores, alpha = 0.1 -> the 18th smallest.
-//! let scores: Vec<f64> = (1..=19).map(f64::from).collect();
-//! let t = ConformalThreshold::calibrate(&scores, 0.1).unwrap();
-//! assert_eq!(t.threshold, Some(18.0));
-//! assert!(t.rejects(18.5));
-//! ```
 //!
 //! Inputs are plain Rust data: this crate never depends on burn (an architecture invariant
 //! checked by `cargo xtask validate`).

@@ -1,4 +1,4 @@
-//! blindspot-report: the `results.json` of a run and the report built from it.
+#![doc = include_str!("../README.md")]
 //!
 //! A run writes one [`Results`] value to `runs/<name>/results.json` ([`save_results`]); the
 //! report ([`render_report`], or [`rebuild_report`] from a saved file) is rebuilt from it

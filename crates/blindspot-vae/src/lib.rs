@@ -1,3 +1,5 @@
+#![doc = include_str!("../README.md")]
+//!
 //! The paper's variational autoencoder (Baur et al. 2020 layout, docs/method.md 2.1) on burn,
 //! generic over the backend: four 5×5 stride-2 conv blocks 32-64-128-128 with BatchNorm and
 //! LeakyReLU(0.01), a 1×1 conv to 16 channels, a dense 128-d latent, a mirrored
