@@ -1,5 +1,8 @@
 //! `cargo xtask`: the one entry point for automation (no Makefiles, no shell glue).
 //!
+//! - `cargo xtask ci`: what CI runs: the tests, the architecture invariants, the docs with
+//!   warnings denied, blindspot-io without default features, the other backend features, and
+//!   `cargo package` of the library crates.
 //! - `cargo xtask validate`: formatting, clippy with warnings denied, the architecture
 //!   invariants of docs/ARCHITECTURE.md, and the test suite.
 //! - `cargo xtask bench <io|metrics|kde|model>`: blindspot side by side with the reference
@@ -10,6 +13,7 @@
 //!   cache, config, shard merge), restarting the fuzzer when it dies and keeping the input.
 
 mod bench;
+mod ci;
 mod fuzz;
 mod gate_study;
 mod invariants;
@@ -30,6 +34,13 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Cmd {
+    /// What CI runs: the tests, then the invariants, docs, the reader alone, every backend
+    /// feature and the library packages.
+    Ci {
+        /// Skip the test suite (the checks only).
+        #[arg(long)]
+        no_tests: bool,
+    },
     /// fmt --check, clippy -D warnings, architecture invariants, then the tests (release profile).
     Validate {
         /// Skip the test run (fmt, clippy and invariants only).
@@ -53,6 +64,7 @@ enum Cmd {
 fn main() -> Result<()> {
     let cli = Cli::parse();
     match cli.command {
+        Cmd::Ci { no_tests } => ci::run_ci(&workspace_root(), !no_tests),
         Cmd::Validate { no_tests } => validate(no_tests),
         Cmd::Invariants => invariants::check(&workspace_root()),
         Cmd::Bench { which } => bench::run(which),
