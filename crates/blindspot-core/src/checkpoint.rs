@@ -366,22 +366,20 @@ impl Checkpoints {
     }
 
     /// The newest checkpoint to resume training from: the one `last` points at when intact,
-    /// otherwise (with a warning on stderr naming the corrupt file) the next older intact one.
+    /// otherwise the next older intact one, with the warning to show (it names the corrupt
+    /// file); [`crate::Trainer`] passes it to its observer.
     ///
     /// # Errors
     /// [`Error::CorruptCheckpoint`] when `last` is corrupt and no older checkpoint is intact;
     /// those of [`Checkpoints::find`].
-    pub fn find_resumable(&self) -> Result<Option<PathBuf>> {
+    pub fn find_resumable(&self) -> Result<Option<(PathBuf, Option<String>)>> {
         let Some(last) = self.find(Which::Last)? else {
             return Ok(None);
         };
         match self.verify_or_advise(&last, "training resumes from it") {
-            Ok(()) => Ok(Some(last)),
+            Ok(()) => Ok(Some((last, None))),
             Err(e @ Error::CorruptCheckpoint { .. }) => match self.older_intact(&last) {
-                Some((older, _)) => {
-                    eprintln!("warning: {e}");
-                    Ok(Some(older))
-                }
+                Some((older, _)) => Ok(Some((older, Some(e.to_string())))),
                 None => Err(e),
             },
             Err(e) => Err(e),

@@ -37,6 +37,7 @@ pub(crate) fn fit_member<B, M, S>(
     seed: u64,
     i: usize,
     run_dir: &Path,
+    observer: Box<dyn crate::TrainObserver>,
     train: &S,
     val: Option<&S>,
     device: &B::Device,
@@ -55,7 +56,9 @@ where
     };
     crate::seeded::<B>(device, seed);
     let model = init(seed)?;
-    Trainer::new(cfg, member_dir(run_dir, i))?.fit(model, train, val, device)
+    Trainer::new(cfg, member_dir(run_dir, i))?
+        .observed_by(observer)
+        .fit(model, train, val, device)
 }
 
 impl<M> Ensemble<M> {
@@ -90,6 +93,7 @@ impl<M> Ensemble<M> {
                 config.seed,
                 i,
                 run_dir,
+                Box::new(crate::Silent),
                 train,
                 val,
                 device,

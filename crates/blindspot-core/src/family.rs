@@ -134,6 +134,8 @@ pub struct TrainJob<'a, B: Backend> {
     pub val: Option<&'a dyn SliceSource>,
     /// The device.
     pub device: &'a B::Device,
+    /// The observer of member `i`'s training (`|_| Box::new(Silent)` for none).
+    pub observe: &'a dyn Fn(usize) -> Box<dyn crate::TrainObserver>,
 }
 
 impl<B: AutodiffBackend> TrainJob<'_, B> {
@@ -152,6 +154,7 @@ impl<B: AutodiffBackend> TrainJob<'_, B> {
                 self.seed,
                 i,
                 self.run_dir,
+                (self.observe)(i),
                 self.train,
                 self.val,
                 self.device,

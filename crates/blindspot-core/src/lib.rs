@@ -12,6 +12,7 @@ mod ensemble;
 mod error;
 mod family;
 mod model;
+mod observe;
 mod train;
 
 pub use checkpoint::{
@@ -26,6 +27,7 @@ pub use model::{
     Batch, Inference, LossOutput, MapKind, Model, SliceOutputs, masked_l1, standard_normal, stat,
     trainable_params,
 };
+pub use observe::{Silent, StepReport, TrainObserver, TrainStart};
 pub use train::{Duration, Fitted, LogLine, TrainConfig, Trainer, read_log, validation_indices};
 
 /// Seeds the backend's own generator (used by parameter initialisers) and returns a ChaCha8

@@ -21,6 +21,7 @@ use crate::checkpoint::{
 use crate::data::{SliceSource, epoch_order, load_batch};
 use crate::error::{Error, InvalidConfig, Result, io, json};
 use crate::model::{Model, read_f32};
+use crate::observe::{Silent, StepReport, TrainObserver, TrainStart};
 
 /// How long to train.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -62,7 +63,8 @@ pub struct TrainConfig {
     /// Write a log record (`log.jsonl`, `log.csv`) every this many steps; the last step and
     /// every validation step get one too.
     pub log_every: u64,
-    /// Show a progress bar on the terminal.
+    /// Whether the caller shows progress (the `blindspot` binary: a bar on a terminal, plain
+    /// lines elsewhere). blindspot-core itself never prints: see [`Trainer::observed_by`].
     pub progress: bool,
 }
 
@@ -202,10 +204,19 @@ pub struct LogLine {
 /// resume-relevant settings must match. The logs then continue where the checkpoint stands:
 /// records past its step (written by a run that died after it) are dropped first. A fresh run
 /// starts fresh logs.
-#[derive(Debug, Clone)]
 pub struct Trainer {
     config: TrainConfig,
     run_dir: PathBuf,
+    observer: std::cell::RefCell<Box<dyn TrainObserver>>,
+}
+
+impl std::fmt::Debug for Trainer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Trainer")
+            .field("config", &self.config)
+            .field("run_dir", &self.run_dir)
+            .finish_non_exhaustive()
+    }
 }
 
 const LOG_FILE: &str = "log.jsonl";
@@ -221,7 +232,17 @@ impl Trainer {
         Ok(Self {
             config,
             run_dir: run_dir.into(),
+            observer: std::cell::RefCell::new(Box::new(Silent)),
         })
+    }
+
+    /// The trainer with `observer` told what happens (by default nothing is: the trainer is
+    /// silent).
+    pub fn observed_by(self, observer: Box<dyn TrainObserver>) -> Self {
+        Self {
+            observer: std::cell::RefCell::new(observer),
+            ..self
+        }
     }
 
     /// The configuration.
@@ -286,7 +307,10 @@ impl Trainer {
         let mut step = 0u64;
         let mut best_val: Option<(f64, u64)> = None;
         let mut last_ckpt: Option<PathBuf> = None;
-        if let Some(dir) = ckpts.find_resumable()? {
+        if let Some((dir, skipped)) = ckpts.find_resumable()? {
+            if let Some(message) = skipped {
+                self.observer.borrow_mut().warning(&message);
+            }
             let state = Checkpoints::state(&dir)?;
             let state_path = dir.join(crate::checkpoint::STATE_FILE);
             self.check_resume(&state, model.family(), &state_path)?;
@@ -332,38 +356,18 @@ impl Trainer {
             .collect();
         let mut log = RunLog::open(&self.run_dir, step, scalars)?;
 
-        // Where nobody watches a terminal (a cluster job's log file), the bar stays hidden and
-        // plain lines say what happens instead: the start or resume, and every logged step.
-        let plain = cfg.progress && !std::io::IsTerminal::is_terminal(&std::io::stderr());
         let name = self.run_dir.file_name().map_or_else(
             || self.run_dir.display().to_string(),
             |n| n.to_string_lossy().into_owned(),
         );
-        if plain {
-            if resumed_from >= total {
-                eprintln!("{name}: already trained ({resumed_from} of {total} steps), reused");
-            } else if resumed_from > 0 {
-                eprintln!(
-                    "{name}: resuming at step {resumed_from} of {total} from its last checkpoint"
-                );
-            } else {
-                eprintln!("{name}: training {total} steps");
-            }
-        }
-        let started = (Instant::now(), step);
-        let bar = if cfg.progress && !plain {
-            let b = indicatif::ProgressBar::new(total);
-            b.set_style(
-                indicatif::ProgressStyle::with_template(
-                    "{elapsed_precise} {bar:30} {pos}/{len} steps {per_sec} eta {eta} {msg}",
-                )
-                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
-            );
-            b.set_position(step);
-            b
-        } else {
-            indicatif::ProgressBar::hidden()
+        let start = match resumed_from {
+            0 => TrainStart::Fresh,
+            s if s >= total => TrainStart::Finished(s),
+            s => TrainStart::Resumed(s),
         };
+        let mut observer = self.observer.borrow_mut();
+        observer.started(&name, start, total);
+        let started = (Instant::now(), step);
 
         let mut order: Option<(u64, Vec<usize>)> = None;
         let mut last_loss = f64::NAN;
@@ -380,7 +384,7 @@ impl Trainer {
             let out = model.loss(&batch, step, &mut rng);
             let loss = f64::from(read_f32(out.loss.clone(), "loss")?[0]);
             if !loss.is_finite() {
-                bar.abandon();
+                observer.stopped(false);
                 return Err(Error::NonFiniteLoss {
                     step,
                     loss,
@@ -414,7 +418,7 @@ impl Trainer {
             model = optim.step(cfg.learning_rate, model, grads);
             step += 1;
             last_loss = loss;
-            bar.set_position(step);
+            observer.stepped(step);
             let images_per_s = record.then(|| {
                 let (t0, s0) = clock;
                 ((step - s0) as f64 * bs as f64) / t0.elapsed().as_secs_f64().max(1e-9)
@@ -432,25 +436,7 @@ impl Trainer {
                 }
             }
             if record {
-                let mut msg = format!(
-                    "loss {loss:.4} {:.1} img/s",
-                    images_per_s.unwrap_or_default()
-                );
-                if let Some((b, _)) = best_val {
-                    msg.push_str(&format!(" best val {b:.4}"));
-                }
-                if plain {
-                    let (t0, s0) = started;
-                    let per_step = t0.elapsed().as_secs_f64() / (step - s0).max(1) as f64;
-                    let left = per_step * (total - step) as f64;
-                    let val = val_loss.map_or_else(String::new, |v| format!(" val {v:.4}"));
-                    eprintln!(
-                        "{name}: step {step}/{total} {msg}{val} ({:.0} s left)",
-                        left.round()
-                    );
-                }
-                bar.set_message(msg);
-                log.append(&LogLine {
+                let line = LogLine {
                     step,
                     epoch,
                     loss: Some(loss),
@@ -459,7 +445,16 @@ impl Trainer {
                     val_loss,
                     val_terms,
                     images_per_s,
-                })?;
+                };
+                let (t0, s0) = started;
+                let per_step = t0.elapsed().as_secs_f64() / (step - s0).max(1) as f64;
+                observer.logged(&StepReport {
+                    total,
+                    line: &line,
+                    best_val: best_val.map(|(b, _)| b),
+                    seconds_left: per_step * (total - step) as f64,
+                });
+                log.append(&line)?;
             }
             let periodic = cfg.checkpoint_every > 0 && step.is_multiple_of(cfg.checkpoint_every);
             if periodic || new_best || step == total {
@@ -499,7 +494,7 @@ impl Trainer {
                 clock = (Instant::now(), step);
             }
         }
-        bar.finish();
+        observer.stopped(true);
         crate::checkpoint::sync_running_states(&model);
         Ok(Fitted {
             model,

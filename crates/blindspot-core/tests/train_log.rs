@@ -286,6 +286,28 @@ fn flip_middle_byte(path: &Path) {
     std::fs::write(path, bytes).unwrap();
 }
 
+/// An observer that writes down what training told it.
+#[derive(Clone, Default)]
+struct Seen(std::sync::Arc<std::sync::Mutex<Vec<String>>>);
+
+impl blindspot_core::TrainObserver for Seen {
+    fn started(&mut self, _run: &str, start: blindspot_core::TrainStart, total: u64) {
+        self.0
+            .lock()
+            .unwrap()
+            .push(format!("started {start:?} of {total}"));
+    }
+    fn stepped(&mut self, step: u64) {
+        self.0.lock().unwrap().push(format!("step {step}"));
+    }
+    fn warning(&mut self, message: &str) {
+        self.0.lock().unwrap().push(format!("warning: {message}"));
+    }
+    fn stopped(&mut self, finished: bool) {
+        self.0.lock().unwrap().push(format!("stopped {finished}"));
+    }
+}
+
 #[test]
 fn a_corrupt_checkpoint_is_never_used() {
     use blindspot_core::{Checkpoints, Error, Which};
@@ -340,9 +362,31 @@ fn a_corrupt_checkpoint_is_never_used() {
             "{file}: {shown}"
         );
 
-        // training resumes from the older one and ends bit for bit where the intact run did
-        let resumed = fit(run.path()).unwrap();
+        // training resumes from the older one, tells its observer (not stderr) why, and ends
+        // bit for bit where the intact run did
+        let seen = Seen::default();
+        let resumed = Trainer::new(config(8), run.path())
+            .unwrap()
+            .observed_by(Box::new(seen.clone()))
+            .fit(init(), &train, Some(&val), &d)
+            .unwrap();
         assert_eq!(resumed.resumed_from, older_step, "{file}");
+        let events = seen.0.lock().unwrap().clone();
+        assert!(
+            events[0].starts_with("warning: ") && events[0].contains(file),
+            "{events:?}"
+        );
+        assert_eq!(
+            events[1],
+            format!(
+                "started {:?} of 8",
+                blindspot_core::TrainStart::Resumed(older_step)
+            )
+        );
+        assert_eq!(events.last().map(String::as_str), Some("stopped true"));
+        // every step after the resume was reported, each logged step once
+        let stepped = events.iter().filter(|e| e.starts_with("step ")).count();
+        assert_eq!(stepped as u64, 8 - older_step, "{events:?}");
         assert_eq!(final_model(run.path()), want, "{file}");
         Checkpoints::new(run.path())
             .load_model(Tiny::<TestAutodiffBackend>::new(&d), Which::Last)

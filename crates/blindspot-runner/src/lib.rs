@@ -12,6 +12,7 @@ mod inference;
 pub mod models;
 pub mod partial;
 pub mod pipeline;
+mod progress;
 pub mod score;
 mod shard;
 pub mod slices;

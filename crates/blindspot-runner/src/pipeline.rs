@@ -281,6 +281,7 @@ pub fn train<B: ConvAutodiffBackend>(
         train: &train,
         val: Some(&val),
         device,
+        observe: &|_| crate::progress::train_progress(config.train.progress),
     };
     config.model.train(config.preprocess.slice_size[0], &job)?;
     if shard == Shard::ALL {
