@@ -164,13 +164,18 @@ pub(crate) fn chosen_variants<'a>(
 
 /// Builds the `blindspot` binary (release) and returns its path.
 pub(crate) fn build_runner(root: &Path) -> Result<PathBuf> {
-    run(cargo().current_dir(root).args([
-        "build",
-        "--release",
-        "--quiet",
-        "-p",
-        "blindspot-runner",
-    ]))?;
+    build_runner_with(root, &[])
+}
+
+/// Builds the `blindspot` binary (release) with extra cargo `features` and returns its path.
+pub(crate) fn build_runner_with(root: &Path, features: &[&str]) -> Result<PathBuf> {
+    let mut cmd = cargo();
+    cmd.current_dir(root)
+        .args(["build", "--release", "--quiet", "-p", "blindspot-runner"]);
+    if !features.is_empty() {
+        cmd.args(["--features", &features.join(",")]);
+    }
+    run(&mut cmd)?;
     Ok(target_dir(root).join("release").join("blindspot"))
 }
 
