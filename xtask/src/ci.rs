@@ -235,7 +235,8 @@ fn compare(
                 y.as_f64().unwrap_or(f64::NAN),
             );
             let d = (x - y).abs();
-            if !(d <= ABS + REL * x.abs()) {
+            // a NaN on either side fails too
+            if d.is_nan() || d > ABS + REL * x.abs() {
                 bail!("{at}: {x} on flex, {y} on ndarray (allowed: {ABS} + {REL} x |flex|)");
             }
             *numbers += 1;
