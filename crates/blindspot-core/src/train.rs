@@ -1,6 +1,7 @@
 //! The training loop: Adam, seeded shuffling, validation at an interval, atomic checkpoints
-//! (every N steps, best, last), exact resume, a NaN/Inf guard, a progress bar (loss, speed) and
-//! a log of every logged step in two forms, `log.jsonl` and `log.csv`.
+//! (every N steps, best, last), exact resume, a NaN/Inf guard, progress reported to a
+//! [`crate::TrainObserver`] (loss, speed, time left; nothing is printed) and a log of every
+//! logged step in two forms, `log.jsonl` and `log.csv`.
 
 use std::fs::File;
 use std::io::Write;
