@@ -3,8 +3,6 @@
 //! caller decides what to show (the `blindspot` binary draws a bar on a terminal and writes
 //! plain lines elsewhere).
 
-use crate::train::LogLine;
-
 /// How a training run starts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TrainStart {
@@ -16,14 +14,19 @@ pub enum TrainStart {
     Finished(u64),
 }
 
-/// One logged step, as training reports it.
-#[derive(Debug, Clone, Copy)]
-pub struct StepReport<'a> {
+/// One logged step, as training reports it (the same numbers as its line of `log.jsonl`).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct StepReport {
+    /// The step just completed (1-based).
+    pub step: u64,
     /// The steps of the whole run.
     pub total: u64,
-    /// The record written to `log.jsonl` and `log.csv` (step, loss, images per second,
-    /// validation loss).
-    pub line: &'a LogLine,
+    /// The training loss of the step.
+    pub loss: f64,
+    /// Images per second since the previous logged step.
+    pub images_per_s: f64,
+    /// The validation loss, when this step validated.
+    pub val_loss: Option<f64>,
     /// The best validation loss so far.
     pub best_val: Option<f64>,
     /// The seconds left at the pace since this run (or resume) started.
@@ -37,7 +40,7 @@ pub trait TrainObserver {
     /// A step finished (called after every optimizer step).
     fn stepped(&mut self, _step: u64) {}
     /// A step was logged.
-    fn logged(&mut self, _report: &StepReport<'_>) {}
+    fn logged(&mut self, _report: &StepReport) {}
     /// Something the user should know that does not stop training (a corrupt checkpoint was
     /// skipped, for example).
     fn warning(&mut self, _message: &str) {}

@@ -450,8 +450,11 @@ impl Trainer {
                 let (t0, s0) = started;
                 let per_step = t0.elapsed().as_secs_f64() / (step - s0).max(1) as f64;
                 observer.logged(&StepReport {
+                    step,
                     total,
-                    line: &line,
+                    loss,
+                    images_per_s: images_per_s.unwrap_or_default(),
+                    val_loss,
                     best_val: best_val.map(|(b, _)| b),
                     seconds_left: per_step * (total - step) as f64,
                 });

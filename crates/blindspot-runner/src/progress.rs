@@ -62,24 +62,19 @@ impl TrainObserver for TrainProgress {
         }
     }
 
-    fn logged(&mut self, report: &StepReport<'_>) {
-        let line = report.line;
-        let mut msg = format!(
-            "loss {:.4} {:.1} img/s",
-            line.loss.unwrap_or(f64::NAN),
-            line.images_per_s.unwrap_or_default()
-        );
+    fn logged(&mut self, report: &StepReport) {
+        let mut msg = format!("loss {:.4} {:.1} img/s", report.loss, report.images_per_s);
         if let Some(best) = report.best_val {
             msg.push_str(&format!(" best val {best:.4}"));
         }
         if self.plain {
-            let val = line
+            let val = report
                 .val_loss
                 .map_or_else(String::new, |v| format!(" val {v:.4}"));
             eprintln!(
                 "{}: step {}/{} {msg}{val} ({:.0} s left)",
                 self.name,
-                line.step,
+                report.step,
                 report.total,
                 report.seconds_left.round()
             );
