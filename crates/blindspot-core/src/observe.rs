@@ -44,7 +44,8 @@ pub trait TrainObserver {
     /// Something the user should know that does not stop training (a corrupt checkpoint was
     /// skipped, for example).
     fn warning(&mut self, _message: &str) {}
-    /// Training stopped: `finished` after the last step, not after an error.
+    /// Training stopped: `finished` after the last step, `false` at a non-finite loss. Other
+    /// errors return from [`crate::Trainer::fit`] without this call; the caller sees them there.
     fn stopped(&mut self, _finished: bool) {}
 }
 
