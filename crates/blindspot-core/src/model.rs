@@ -269,7 +269,7 @@ pub trait Model<B: Backend>: Module<B> {
     }
 }
 
-/// A tensor of independent standard normal values drawn from `rng` (Box-Muller), so that noise
+/// A tensor of independent standard normal values drawn from `rng` on the host, so that noise
 /// is reproducible on every backend and its stream can be checkpointed.
 pub fn standard_normal<B: Backend, const D: usize>(
     shape: [usize; D],
@@ -278,16 +278,10 @@ pub fn standard_normal<B: Backend, const D: usize>(
 ) -> Tensor<B, D> {
     use rand::Rng;
     let n: usize = shape.iter().product();
-    let mut v = Vec::with_capacity(n + 1);
-    while v.len() < n {
-        let u1: f64 = 1.0 - rng.random::<f64>(); // (0, 1]
-        let u2: f64 = rng.random::<f64>();
-        let r = (-2.0 * u1.ln()).sqrt();
-        let t = std::f64::consts::TAU * u2;
-        v.push((r * t.cos()) as f32);
-        v.push((r * t.sin()) as f32);
-    }
-    v.truncate(n);
+    let v: Vec<f32> = rng
+        .sample_iter(rand_distr::StandardNormal)
+        .take(n)
+        .collect();
     Tensor::from_data(TensorData::new(v, shape), device)
 }
 

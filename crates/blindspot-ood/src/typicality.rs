@@ -129,13 +129,10 @@ mod tests {
 
     fn normal_draws(seed: u64, n: usize, mean: f64) -> Vec<f64> {
         use rand::Rng;
-        let mut rng = ChaCha8Rng::seed_from_u64(seed);
-        (0..n)
-            .map(|_| {
-                // Box–Muller.
-                let (u1, u2): (f64, f64) = (rng.random::<f64>().max(1e-300), rng.random());
-                mean + (-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos()
-            })
+        let rng = ChaCha8Rng::seed_from_u64(seed);
+        rng.sample_iter(rand_distr::StandardNormal)
+            .take(n)
+            .map(|z: f64| mean + z)
             .collect()
     }
 

@@ -15,9 +15,7 @@ enum Kind {
 }
 
 fn normal(rng: &mut ChaCha8Rng) -> f64 {
-    let u1: f64 = rng.random::<f64>().max(1e-300);
-    let u2: f64 = rng.random();
-    (-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos()
+    rng.sample(rand_distr::StandardNormal)
 }
 
 /// One scan: per-scan offsets plus per-slice noise; a shift moves every slice, a lesion makes

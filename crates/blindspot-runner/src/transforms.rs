@@ -42,10 +42,7 @@ pub(crate) fn apply_transform(
             let mut rng = ChaCha8Rng::seed_from_u64(seed);
             for (x, &m) in image.iter_mut().zip(mask.iter()) {
                 if m > 0.5 {
-                    // Box-Muller.
-                    let u1: f64 = 1.0 - rand::Rng::random::<f64>(&mut rng);
-                    let u2: f64 = rand::Rng::random::<f64>(&mut rng);
-                    *x = ((-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos()) as f32;
+                    *x = rand::Rng::sample(&mut rng, rand_distr::StandardNormal);
                 }
             }
             seg.fill(0);

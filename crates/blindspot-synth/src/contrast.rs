@@ -108,3 +108,26 @@ pub(crate) fn subject_means(
     }
     means
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flair_keeps_grey_above_white_in_the_contrast_model() {
+        // the strongest built-in site jitter (site B, 0.06), many sites and subjects
+        let (gm, wm) = (Tissue::Gm as usize, Tissue::Wm as usize);
+        for site_seed in 0..20u64 {
+            let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(site_seed + 100);
+            for _ in 0..200 {
+                let m = subject_means(Contrast::Flair, 0.06, site_seed, &mut rng);
+                assert!(
+                    m[gm] > m[wm],
+                    "site seed {site_seed}: gm {} wm {}",
+                    m[gm],
+                    m[wm]
+                );
+            }
+        }
+    }
+}

@@ -26,11 +26,9 @@ pub(crate) fn stream_seed(subject_seed: u64, stream: u64) -> u64 {
     splitmix64(subject_seed ^ splitmix64(stream.wrapping_mul(0xA24B_AED4_963E_E407)))
 }
 
-/// One N(0, 1) draw (Box-Muller), so the crate needs no `rand_distr`.
+/// One N(0, 1) draw.
 pub(crate) fn normal(rng: &mut impl Rng) -> f64 {
-    let u1: f64 = rng.random::<f64>().max(f64::MIN_POSITIVE);
-    let u2: f64 = rng.random();
-    (-2.0 * u1.ln()).sqrt() * cos(std::f64::consts::TAU * u2)
+    rng.sample(rand_distr::StandardNormal)
 }
 
 /// A uniformly random unit vector.
@@ -272,9 +270,12 @@ impl Waves {
     }
 }
 
-/// Separable Gaussian blur in place, with `sigma` in voxels per axis (0 = no blur along
-/// that axis) and edge clamping.
-pub(crate) fn gaussian_blur(data: &mut [f32], dims: [usize; 3], sigma: [f64; 3]) {
+/// The scanner's point spread: a separable Gaussian blur of the volume in place, with `sigma`
+/// in voxels per axis (below 0.05 = no blur along that axis), the kernel truncated at 3σ and
+/// the edge voxel repeated (the field of view ends in air). A simulation of the acquisition,
+/// not an image filter: it is not `blindspot_metrics::gaussian_filter` (2-D, scipy's mirrored
+/// border at 4σ), and changing its edge rule or truncation would change every phantom.
+pub(crate) fn point_spread_blur(data: &mut [f32], dims: [usize; 3], sigma: [f64; 3]) {
     let mut line = Vec::new();
     let mut out = Vec::new();
     for axis in 0..3 {
@@ -343,7 +344,7 @@ mod tests {
         let dims = [9, 9, 9];
         let mut v = vec![0.0f32; 729];
         v[4 + 9 * (4 + 9 * 4)] = 1.0;
-        gaussian_blur(&mut v, dims, [1.0, 1.0, 1.0]);
+        point_spread_blur(&mut v, dims, [1.0, 1.0, 1.0]);
         let s: f32 = v.iter().sum();
         assert!((s - 1.0).abs() < 1e-3);
         assert!(v[4 + 9 * (4 + 9 * 4)] < 0.1);

@@ -1,14 +1,14 @@
 //! One subject: anatomy + lesions -> ideal image -> acquisition -> OOD transform.
 
 use blindspot_io::Volume;
-use rand::{Rng, SeedableRng};
+use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
 use crate::anatomy::Anatomy;
 use crate::config::{Contrast, LesionKind, OodTransform, Split, SynthConfig};
 use crate::contrast::{N_TISSUES, Tissue, subject_means};
 use crate::error::{Result, invalid};
-use crate::field::{V3, Waves, fnv1a, gaussian_blur, ramp, stream_seed};
+use crate::field::{V3, Waves, fnv1a, normal, point_spread_blur, ramp, stream_seed};
 use crate::lesion::Lesions;
 use crate::scan::Subject;
 use crate::site::SiteParams;
@@ -266,7 +266,7 @@ fn acquire(
         .max(0.0)
         .sqrt();
     let sigma_z = (site.blur_mm * site.blur_mm + (slice_fwhm / 2.3548).powi(2)).sqrt();
-    gaussian_blur(
+    point_spread_blur(
         image,
         dims,
         [
@@ -303,22 +303,11 @@ fn acquire(
                 } else {
                     0.0
                 };
-                let (n1, n2) = normal_pair(rng);
-                let re = signal + noise_sigma * n1;
-                let im = noise_sigma * n2;
+                let re = signal + noise_sigma * normal(rng);
+                let im = noise_sigma * normal(rng);
                 image[idx] = (re * re + im * im).sqrt() as f32;
                 idx += 1;
             }
         }
     }
-}
-
-/// Two independent N(0, 1) draws (Box-Muller, both outputs).
-#[inline]
-fn normal_pair(rng: &mut impl Rng) -> (f64, f64) {
-    let u1: f64 = rng.random::<f64>().max(f64::MIN_POSITIVE);
-    let u2: f64 = rng.random();
-    let r = (-2.0 * u1.ln()).sqrt();
-    let (s, c) = crate::field::sin_cos(std::f64::consts::TAU * u2);
-    (r * c, r * s)
 }

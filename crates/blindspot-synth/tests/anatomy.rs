@@ -143,7 +143,15 @@ fn contrast_ordering_holds_on_tissue_means() {
                 Contrast::T1 => assert!(wm > gm && gm > csf && oedema < wm, "{what}"),
                 Contrast::T2 => assert!(csf > gm && gm > wm && oedema > gm, "{what}"),
                 Contrast::Flair => {
-                    assert!(gm > csf && wm > csf && oedema > gm && gm > wm, "{what}")
+                    assert!(gm > csf && wm > csf && oedema > gm, "{what}");
+                    // FLAIR's grey-white contrast is the faintest of the four (0.60 against
+                    // 0.45 nominal); with 5 mm slices and blur (site B), cortical grey matter
+                    // averages with the dark CSF beside it and its observed mean can fall to
+                    // white matter's. The contrast model itself keeps the order at every site
+                    // (`flair_keeps_grey_above_white_in_the_contrast_model`).
+                    if site == "A" {
+                        assert!(gm > wm, "{what}");
+                    }
                 }
                 Contrast::Pd => assert!(csf > wm && gm > wm, "{what}"),
             }
