@@ -313,9 +313,11 @@ pub fn build_cache(
     writer.finish()
 }
 
-/// The identity of a cached slice.
+/// Where a cached slice sits: its subject and its index in the subject's volume. A borrowed
+/// view of the cache's own table; the evaluation's owned identity of a slice (with its
+/// dataset) is `blindspot_ood::SliceId`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct SliceId<'a> {
+pub struct SlicePosition<'a> {
     /// Subject id.
     pub subject: &'a str,
     /// Index of the slice along RAS `z` in the subject's (cropped) volume.
@@ -502,9 +504,9 @@ impl SliceCache {
     /// # Panics
     ///
     /// If `i >= len()`.
-    pub fn identity(&self, i: usize) -> SliceId<'_> {
+    pub fn identity(&self, i: usize) -> SlicePosition<'_> {
         let (s, k) = self.identities[i];
-        SliceId {
+        SlicePosition {
             subject: &self.subjects[s as usize],
             index: k as usize,
         }
@@ -623,7 +625,7 @@ mod tests {
         let want = slices(2, 3, 3, 5);
         assert_eq!(
             c.identity(3),
-            SliceId {
+            SlicePosition {
                 subject: "sub-b",
                 index: 11
             }
@@ -633,7 +635,7 @@ mod tests {
         assert_eq!(c.lesion(3), want.slices[1].lesion);
         assert_eq!(
             c.identity(0),
-            SliceId {
+            SlicePosition {
                 subject: "sub-a",
                 index: 10
             }

@@ -25,11 +25,12 @@
 //!   applied to the brain voxels only (the background is set later by z-scoring). Runs of
 //!   equal test landmarks (discrete intensities) are merged so the map stays a function.
 
+use blindspot_metrics::quantile_select;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{IoError, Result};
 use crate::volume::Volume;
-use crate::voxels::{check_same_dims, masked_values, quantile};
+use crate::voxels::{check_same_dims, masked_values};
 
 /// Which brain voxels define the landmarks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -146,7 +147,10 @@ impl Landmarks {
             }
         }
         let levels = config.levels();
-        let values = levels.iter().map(|&q| quantile(&mut brain, q)).collect();
+        let values = levels
+            .iter()
+            .map(|&q| quantile_select(&mut brain, q))
+            .collect();
         Ok(Self { levels, values })
     }
 

@@ -86,7 +86,7 @@ pub mod volume;
 mod voxels;
 
 #[cfg(feature = "dataset")]
-pub use cache::{CacheWriter, SliceCache, build_cache};
+pub use cache::{CacheWriter, SliceCache, SlicePosition, build_cache};
 pub use error::{IoError, Result};
 #[cfg(feature = "dataset")]
 pub use layout::{Layout, LayoutConfig, Preset, SplitSelect, SubjectFiles};

@@ -30,8 +30,8 @@ pub mod score;
 pub mod threshold;
 
 pub use adequacy::{
-    Adequacy, AdequacyReference, PositionMean, PositionMeanImages, ReferenceErrors, gaussian_blur,
-    masked_mae,
+    Adequacy, AdequacyReference, PositionMean, PositionMeanImages, ReferenceErrors,
+    gaussian_filter, masked_mae,
 };
 pub use bootstrap::{
     BootstrapConfig, ConfidenceInterval, PairedComparison, SubjectGroups, bootstrap_auroc,
@@ -42,7 +42,7 @@ pub use overlap::{LesionalRule, OverlapCounts, OverlapSummary, dice, dice_at_thr
 pub use postprocess::{
     Components, Connectivity, erode, label_components, median_filter, remove_small_components,
 };
-pub use quantile::quantile_sorted;
+pub use quantile::{quantile_select, quantile_sorted};
 pub use rank::{
     BestDice, FprThreshold, PrCurve, RankAccumulator, RankedScores, RocCurve, Tally, auroc,
     average_precision, best_dice, fpr_at_tpr, pr_curve, roc_curve, threshold_for_fpr,
