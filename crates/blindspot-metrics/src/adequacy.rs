@@ -13,7 +13,7 @@
 //!   phantom it scores 0.79 against 0.61 for the masked mean, and a VAE that reproduced the
 //!   same brain for every subject came out half-way to the blur.)
 //! - `E_blur`: the error of the input blurred with a Gaussian of σ = 1 pixel
-//!   ([`gaussian_blur`]), a faithful but smooth reconstruction.
+//!   ([`gaussian_filter`]), a faithful but smooth reconstruction.
 //!
 //! `adequacy = (E_mean − E_model) / (E_mean − E_blur)`: 0 for a model no better than the mean
 //! image, 1 for one as good as the blur ([`Adequacy`]). Every error is the per-slice mean
@@ -79,7 +79,7 @@ fn reflect(i: isize, n: usize) -> usize {
 /// # Errors
 /// [`MetricsError::Shape`] when `h·w` is not the buffer's length or a side is 0;
 /// [`MetricsError::InvalidParameter`] for a `sigma` that is not finite and > 0.
-pub fn gaussian_blur(image: &[f32], [h, w]: [usize; 2], sigma: f64) -> Result<Vec<f32>> {
+pub fn gaussian_filter(image: &[f32], [h, w]: [usize; 2], sigma: f64) -> Result<Vec<f32>> {
     if h == 0 || w == 0 || h * w != image.len() {
         return Err(MetricsError::Shape {
             dims: vec![h, w],
@@ -284,7 +284,7 @@ impl ReferenceErrors {
             });
         }
         self.mean_sum += masked_mae(image, means.image(position), mask)?;
-        let blurred = gaussian_blur(image, shape, BLUR_SIGMA)?;
+        let blurred = gaussian_filter(image, shape, BLUR_SIGMA)?;
         self.blur_sum += masked_mae(image, &blurred, mask)?;
         self.slices += 1;
         Ok(())
@@ -403,7 +403,7 @@ mod tests {
             1.84503727, 1.90408671, 2.10347521, 2.15488014, 2.21138645, 2.10933416, 1.94174790,
             2.00874075, 2.04557878, 2.43555434, 2.41850227, 2.27647607, 2.44597118,
         ];
-        let got = gaussian_blur(&image, [4, 5], 1.0).unwrap();
+        let got = gaussian_filter(&image, [4, 5], 1.0).unwrap();
         for (g, w) in got.iter().zip(want) {
             assert!((f64::from(*g) - w).abs() < 1e-6, "{got:?}");
         }
@@ -411,11 +411,11 @@ mod tests {
 
     #[test]
     fn blur_keeps_a_constant_image_and_refuses_bad_input() {
-        let got = gaussian_blur(&[2.5; 12], [3, 4], 1.3).unwrap();
+        let got = gaussian_filter(&[2.5; 12], [3, 4], 1.3).unwrap();
         assert!(got.iter().all(|&v| (v - 2.5).abs() < 1e-6));
-        assert!(gaussian_blur(&[0.0; 12], [3, 5], 1.0).is_err());
-        assert!(gaussian_blur(&[0.0; 12], [3, 4], 0.0).is_err());
-        assert!(gaussian_blur(&[0.0; 12], [3, 4], f64::NAN).is_err());
+        assert!(gaussian_filter(&[0.0; 12], [3, 5], 1.0).is_err());
+        assert!(gaussian_filter(&[0.0; 12], [3, 4], 0.0).is_err());
+        assert!(gaussian_filter(&[0.0; 12], [3, 4], f64::NAN).is_err());
     }
 
     #[test]
