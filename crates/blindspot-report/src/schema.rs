@@ -701,54 +701,15 @@ impl Results {
             });
         }
         check_name("experiment", &self.experiment)?;
-        for (i, w) in self.wall_times.iter().enumerate() {
-            if !(w.seconds.is_finite() && w.seconds >= 0.0) {
-                return invalid(
-                    format!("wall_times[{i}].seconds"),
-                    w.seconds,
-                    "a finite number of seconds >= 0",
-                );
-            }
-        }
+        check_wall_times(&self.wall_times)?;
         finite("threshold.value", self.threshold.value)?;
-        for (i, p) in self.pooled.iter().enumerate() {
-            opt_unit_est(&format!("pooled[{i}].ood_auroc"), p.ood_auroc)?;
-            opt_unit_est(
-                &format!("pooled[{i}].disentangling_auroc"),
-                p.disentangling_auroc,
-            )?;
-        }
-        for (i, b) in self.disentangling_by_size.iter().enumerate() {
-            for (name, e) in &b.auroc {
-                unit_est(&format!("disentangling_by_size[{i}].auroc.{name}"), *e)?;
-            }
-        }
+        check_pooled(&self.pooled)?;
+        check_size_bins(&self.disentangling_by_size)?;
         if let Some(c) = &self.prior_comparison {
-            for v in [
-                Some(c.difference.value),
-                c.difference.low,
-                c.difference.high,
-            ]
-            .into_iter()
-            .flatten()
-            {
-                if !(-1.0..=1.0).contains(&v) {
-                    return invalid(
-                        "prior_comparison.difference",
-                        v,
-                        "a difference of AUROCs in [-1, 1]",
-                    );
-                }
-            }
+            check_prior_comparison(c)?;
         }
         if let Some(a) = &self.adequacy {
-            finite("adequacy.e_mean", a.e_mean)?;
-            finite("adequacy.e_blur", a.e_blur)?;
-            finite("adequacy.criterion", a.criterion)?;
-            for (i, m) in a.members.iter().enumerate() {
-                finite(&format!("adequacy.members[{i}].e_model"), m.e_model)?;
-                finite(&format!("adequacy.members[{i}].adequacy"), m.adequacy)?;
-            }
+            check_adequacy(a)?;
         }
         if let Some(t) = self.threshold.target_fpr {
             unit("threshold.target_fpr", t)?;
@@ -765,141 +726,252 @@ impl Results {
             );
         }
         for (i, t) in self.test_sets.iter().enumerate() {
-            let key = format!("test_sets[{i}]");
-            check_name(&format!("{key}.name"), &t.name)?;
-            if self.test_sets[..i].iter().any(|o| o.name == t.name) {
-                return Err(ReportError::Invalid {
-                    key: format!("{key}.name"),
-                    value: t.name.clone(),
-                    allowed: "test-set names must be unique",
-                });
-            }
-            for (j, p) in t.pixel.iter().enumerate() {
-                let k = format!("{key}.pixel[{j}]");
-                opt_unit_est(&format!("{k}.auroc"), p.auroc)?;
-                opt_unit_est(&format!("{k}.ap"), p.ap)?;
-                opt_unit_est(&format!("{k}.dice_at_threshold"), p.dice_at_threshold)?;
-                opt_unit_est(
-                    &format!("{k}.healthy_fpr_at_threshold"),
-                    p.healthy_fpr_at_threshold,
-                )?;
-                if let Some(b) = p.best_dice {
-                    unit(&format!("{k}.best_dice.dice"), b.dice)?;
-                    finite(&format!("{k}.best_dice.threshold"), b.threshold)?;
-                }
-            }
-            for (j, o) in t.ood.iter().enumerate() {
-                for (mode, d) in [
-                    ("all", o.all),
-                    ("lesional", o.lesional),
-                    ("healthy", o.healthy),
-                ] {
-                    if let Some(d) = d {
-                        let k = format!("{key}.ood[{j}].{mode}");
-                        unit_est(&format!("{k}.auroc"), d.auroc)?;
-                        unit_est(&format!("{k}.auprc"), d.auprc)?;
-                        unit_est(&format!("{k}.fpr_at_95_tpr"), d.fpr_at_95_tpr)?;
-                    }
-                }
-            }
-            for (j, d) in t.disentangling.iter().enumerate() {
-                unit_est(&format!("{key}.disentangling[{j}].auroc"), d.auroc)?;
-            }
-            for (kind, curves) in [
-                ("roc", &t.curves.roc),
-                ("pr", &t.curves.pr),
-                ("fpr_vs_threshold", &t.curves.fpr_vs_threshold),
-            ] {
-                for (j, c) in curves.iter().enumerate() {
-                    if let Some(p) = c
-                        .points
-                        .iter()
-                        .find(|p| !(p[0].is_finite() && p[1].is_finite()))
-                    {
-                        return invalid(
-                            format!("{key}.curves.{kind}[{j}].points"),
-                            format!("{p:?}"),
-                            "finite points",
-                        );
-                    }
-                }
-            }
-            for (j, g) in t.slice_grids.iter().enumerate() {
-                let path = std::path::Path::new(&g.path);
-                if g.path.is_empty()
-                    || path.is_absolute()
-                    || path
-                        .components()
-                        .any(|c| !matches!(c, std::path::Component::Normal(_)))
-                {
-                    return Err(ReportError::Invalid {
-                        key: format!("{key}.slice_grids[{j}].path"),
-                        value: g.path.clone(),
-                        allowed: "a relative path inside the results directory (no `..`, not absolute)",
-                    });
-                }
-            }
+            check_test_set(&format!("test_sets[{i}]"), t, &self.test_sets[..i])?;
         }
         for (i, h) in self.histograms.iter().enumerate() {
-            let key = format!("histograms[{i}]");
-            if h.edges.len() < 2
-                || h.edges.windows(2).any(|w| w[0] >= w[1])
-                || h.edges.iter().any(|e| !e.is_finite())
-            {
-                return invalid(
-                    format!("{key}.edges"),
-                    format!("{:?}", h.edges),
-                    "at least two finite, strictly increasing edges",
-                );
-            }
-            for (j, g) in h.groups.iter().enumerate() {
-                if g.counts.len() + 1 != h.edges.len() {
-                    return invalid(
-                        format!("{key}.groups[{j}].counts"),
-                        format!("{} counts", g.counts.len()),
-                        "one count per bin (edges.len() - 1)",
-                    );
-                }
-            }
+            check_histogram(&format!("histograms[{i}]"), h)?;
         }
         if let Some(g) = &self.gate {
-            unit("gate.fraction_rejected", g.fraction_rejected)?;
-            opt_unit_est("gate.dice_accepted", g.dice_accepted)?;
-            opt_unit_est("gate.dice_all", g.dice_all)?;
-            opt_unit_est("gate.aurc", g.aurc)?;
-            for (key, v) in [
-                ("gate.healthy_fpr_accepted", g.healthy_fpr_accepted),
-                ("gate.healthy_fpr_all", g.healthy_fpr_all),
-                ("gate.pixel_ap_accepted", g.pixel_ap_accepted),
-                ("gate.pixel_ap_all", g.pixel_ap_all),
-                ("gate.id_acceptance", g.id_acceptance),
-            ] {
-                if let Some(v) = v {
-                    unit(key, v)?;
-                }
-            }
-            for (j, s) in g.per_set.iter().enumerate() {
-                if s.in_distribution + s.lesion_suspected + s.rejected != s.scans {
-                    return invalid(
-                        format!("gate.per_set[{j}]"),
-                        format!(
-                            "{} + {} + {} vs {} scans",
-                            s.in_distribution, s.lesion_suspected, s.rejected, s.scans
-                        ),
-                        "in_distribution + lesion_suspected + rejected == scans",
-                    );
-                }
-            }
-            if let Some(p) = g
-                .risk_coverage
-                .iter()
-                .find(|p| !(p[0].is_finite() && p[1].is_finite()))
-            {
-                return invalid("gate.risk_coverage", format!("{p:?}"), "finite points");
-            }
+            check_gate(g)?;
         }
         Ok(())
     }
+}
+
+/// Every step's wall time is a finite number of seconds, not negative.
+fn check_wall_times(wall_times: &[WallTime]) -> Result<()> {
+    for (i, w) in wall_times.iter().enumerate() {
+        if !(w.seconds.is_finite() && w.seconds >= 0.0) {
+            return invalid(
+                format!("wall_times[{i}].seconds"),
+                w.seconds,
+                "a finite number of seconds >= 0",
+            );
+        }
+    }
+    Ok(())
+}
+
+/// The pooled AUROCs are estimates in [0, 1].
+fn check_pooled(pooled: &[PooledStatistic]) -> Result<()> {
+    for (i, p) in pooled.iter().enumerate() {
+        opt_unit_est(&format!("pooled[{i}].ood_auroc"), p.ood_auroc)?;
+        opt_unit_est(
+            &format!("pooled[{i}].disentangling_auroc"),
+            p.disentangling_auroc,
+        )?;
+    }
+    Ok(())
+}
+
+/// The AUROCs of every lesion-size bin are estimates in [0, 1].
+fn check_size_bins(bins: &[SizeBin]) -> Result<()> {
+    for (i, b) in bins.iter().enumerate() {
+        for (name, e) in &b.auroc {
+            unit_est(&format!("disentangling_by_size[{i}].auroc.{name}"), *e)?;
+        }
+    }
+    Ok(())
+}
+
+/// A difference of two AUROCs, and its interval, lies in [-1, 1].
+fn check_prior_comparison(c: &PriorComparison) -> Result<()> {
+    for v in [
+        Some(c.difference.value),
+        c.difference.low,
+        c.difference.high,
+    ]
+    .into_iter()
+    .flatten()
+    {
+        if !(-1.0..=1.0).contains(&v) {
+            return invalid(
+                "prior_comparison.difference",
+                v,
+                "a difference of AUROCs in [-1, 1]",
+            );
+        }
+    }
+    Ok(())
+}
+
+/// The adequacy references, criterion and every member's numbers are finite.
+fn check_adequacy(a: &AdequacyResult) -> Result<()> {
+    finite("adequacy.e_mean", a.e_mean)?;
+    finite("adequacy.e_blur", a.e_blur)?;
+    finite("adequacy.criterion", a.criterion)?;
+    for (i, m) in a.members.iter().enumerate() {
+        finite(&format!("adequacy.members[{i}].e_model"), m.e_model)?;
+        finite(&format!("adequacy.members[{i}].adequacy"), m.adequacy)?;
+    }
+    Ok(())
+}
+
+/// Test set `t` (at `key`): a name none of the `earlier` sets has, then its pixel metrics, OOD
+/// detection, disentangling, curves and slice-grid paths.
+fn check_test_set(key: &str, t: &TestSetResult, earlier: &[TestSetResult]) -> Result<()> {
+    check_name(&format!("{key}.name"), &t.name)?;
+    if earlier.iter().any(|o| o.name == t.name) {
+        return Err(ReportError::Invalid {
+            key: format!("{key}.name"),
+            value: t.name.clone(),
+            allowed: "test-set names must be unique",
+        });
+    }
+    check_pixel(key, &t.pixel)?;
+    check_ood(key, &t.ood)?;
+    for (j, d) in t.disentangling.iter().enumerate() {
+        unit_est(&format!("{key}.disentangling[{j}].auroc"), d.auroc)?;
+    }
+    check_curves(key, &t.curves)?;
+    check_slice_grids(key, &t.slice_grids)
+}
+
+/// A test set's pixel metrics lie in [0, 1]; the best Dice's threshold is finite.
+fn check_pixel(key: &str, pixel: &[PixelMetrics]) -> Result<()> {
+    for (j, p) in pixel.iter().enumerate() {
+        let k = format!("{key}.pixel[{j}]");
+        opt_unit_est(&format!("{k}.auroc"), p.auroc)?;
+        opt_unit_est(&format!("{k}.ap"), p.ap)?;
+        opt_unit_est(&format!("{k}.dice_at_threshold"), p.dice_at_threshold)?;
+        opt_unit_est(
+            &format!("{k}.healthy_fpr_at_threshold"),
+            p.healthy_fpr_at_threshold,
+        )?;
+        if let Some(b) = p.best_dice {
+            unit(&format!("{k}.best_dice.dice"), b.dice)?;
+            finite(&format!("{k}.best_dice.threshold"), b.threshold)?;
+        }
+    }
+    Ok(())
+}
+
+/// A test set's OOD detection lies in [0, 1] in every mode that was measured.
+fn check_ood(key: &str, ood: &[OodDetection]) -> Result<()> {
+    for (j, o) in ood.iter().enumerate() {
+        for (mode, d) in [
+            ("all", o.all),
+            ("lesional", o.lesional),
+            ("healthy", o.healthy),
+        ] {
+            if let Some(d) = d {
+                let k = format!("{key}.ood[{j}].{mode}");
+                unit_est(&format!("{k}.auroc"), d.auroc)?;
+                unit_est(&format!("{k}.auprc"), d.auprc)?;
+                unit_est(&format!("{k}.fpr_at_95_tpr"), d.fpr_at_95_tpr)?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Every point of a test set's ROC, PR and FPR-against-threshold curves is finite.
+fn check_curves(key: &str, curves: &Curves) -> Result<()> {
+    for (kind, curves) in [
+        ("roc", &curves.roc),
+        ("pr", &curves.pr),
+        ("fpr_vs_threshold", &curves.fpr_vs_threshold),
+    ] {
+        for (j, c) in curves.iter().enumerate() {
+            if let Some(p) = c
+                .points
+                .iter()
+                .find(|p| !(p[0].is_finite() && p[1].is_finite()))
+            {
+                return invalid(
+                    format!("{key}.curves.{kind}[{j}].points"),
+                    format!("{p:?}"),
+                    "finite points",
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Every slice grid lies inside the results directory: a relative path without `..`.
+fn check_slice_grids(key: &str, grids: &[SliceGridRef]) -> Result<()> {
+    for (j, g) in grids.iter().enumerate() {
+        let path = std::path::Path::new(&g.path);
+        if g.path.is_empty()
+            || path.is_absolute()
+            || path
+                .components()
+                .any(|c| !matches!(c, std::path::Component::Normal(_)))
+        {
+            return Err(ReportError::Invalid {
+                key: format!("{key}.slice_grids[{j}].path"),
+                value: g.path.clone(),
+                allowed: "a relative path inside the results directory (no `..`, not absolute)",
+            });
+        }
+    }
+    Ok(())
+}
+
+/// A histogram (at `key`) has at least two finite, strictly increasing edges and one count per
+/// bin in every group.
+fn check_histogram(key: &str, h: &Histogram) -> Result<()> {
+    if h.edges.len() < 2
+        || h.edges.windows(2).any(|w| w[0] >= w[1])
+        || h.edges.iter().any(|e| !e.is_finite())
+    {
+        return invalid(
+            format!("{key}.edges"),
+            format!("{:?}", h.edges),
+            "at least two finite, strictly increasing edges",
+        );
+    }
+    for (j, g) in h.groups.iter().enumerate() {
+        if g.counts.len() + 1 != h.edges.len() {
+            return invalid(
+                format!("{key}.groups[{j}].counts"),
+                format!("{} counts", g.counts.len()),
+                "one count per bin (edges.len() - 1)",
+            );
+        }
+    }
+    Ok(())
+}
+
+/// The gate's shares and estimates lie in [0, 1], each set's decisions add up to its scans,
+/// and the risk-coverage points are finite.
+fn check_gate(g: &GateResult) -> Result<()> {
+    unit("gate.fraction_rejected", g.fraction_rejected)?;
+    opt_unit_est("gate.dice_accepted", g.dice_accepted)?;
+    opt_unit_est("gate.dice_all", g.dice_all)?;
+    opt_unit_est("gate.aurc", g.aurc)?;
+    for (key, v) in [
+        ("gate.healthy_fpr_accepted", g.healthy_fpr_accepted),
+        ("gate.healthy_fpr_all", g.healthy_fpr_all),
+        ("gate.pixel_ap_accepted", g.pixel_ap_accepted),
+        ("gate.pixel_ap_all", g.pixel_ap_all),
+        ("gate.id_acceptance", g.id_acceptance),
+    ] {
+        if let Some(v) = v {
+            unit(key, v)?;
+        }
+    }
+    for (j, s) in g.per_set.iter().enumerate() {
+        if s.in_distribution + s.lesion_suspected + s.rejected != s.scans {
+            return invalid(
+                format!("gate.per_set[{j}]"),
+                format!(
+                    "{} + {} + {} vs {} scans",
+                    s.in_distribution, s.lesion_suspected, s.rejected, s.scans
+                ),
+                "in_distribution + lesion_suspected + rejected == scans",
+            );
+        }
+    }
+    if let Some(p) = g
+        .risk_coverage
+        .iter()
+        .find(|p| !(p[0].is_finite() && p[1].is_finite()))
+    {
+        return invalid("gate.risk_coverage", format!("{p:?}"), "finite points");
+    }
+    Ok(())
 }
 
 fn invalid(

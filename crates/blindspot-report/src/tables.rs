@@ -5,7 +5,7 @@ use std::path::Path;
 use crate::document::{MODES, test_set_rows};
 use crate::error::Result;
 use crate::io::write_atomic;
-use crate::schema::Results;
+use crate::schema::{GateResult, Results, TestSetResult, WallTime};
 
 /// A CSV table (header, then rows), written by the `csv` crate (a field holding a comma, a
 /// quote or a line break is quoted), lines ending in `\n`.
@@ -37,33 +37,49 @@ pub(crate) fn est_cells(e: Option<crate::schema::Estimate>) -> [String; 3] {
     ]
 }
 
+/// Every CSV table of the report, written under `dir/tables/`: test sets, pixel metrics, OOD
+/// detection, disentangling, the gate's decisions and risk-coverage (when it ran) and wall
+/// times. Returns their paths relative to `dir`.
 pub(crate) fn write_tables(r: &Results, dir: &Path) -> Result<Vec<String>> {
+    let mut tables = vec![
+        ("test_sets.csv", test_sets_csv(r)),
+        ("pixel.csv", pixel_csv(&r.test_sets)),
+        ("ood.csv", ood_csv(&r.test_sets)),
+        ("disentangling.csv", disentangling_csv(&r.test_sets)),
+    ];
+    if let Some(g) = &r.gate {
+        tables.push(("gate.csv", gate_csv(g)));
+        tables.push(("risk_coverage.csv", risk_coverage_csv(g)));
+    }
+    tables.push(("wall_times.csv", wall_times_csv(&r.wall_times)));
     let mut written = Vec::new();
-    let mut put = |name: &str, text: String| -> Result<()> {
+    for (name, text) in tables {
         let rel = format!("tables/{name}");
         write_atomic(&dir.join(&rel), text.as_bytes())?;
         written.push(rel);
-        Ok(())
-    };
+    }
+    Ok(written)
+}
 
-    let rows = test_set_rows(r);
-    put(
-        "test_sets.csv",
-        csv(
-            &[
-                "test_set",
-                "role",
-                "scans",
-                "id_slices",
-                "healthy_ood_slices",
-                "lesional_slices",
-            ],
-            &rows,
-        ),
-    )?;
+/// `test_sets.csv`: each set's role, scans and slice counts.
+fn test_sets_csv(r: &Results) -> String {
+    csv(
+        &[
+            "test_set",
+            "role",
+            "scans",
+            "id_slices",
+            "healthy_ood_slices",
+            "lesional_slices",
+        ],
+        &test_set_rows(r),
+    )
+}
 
+/// `pixel.csv`: every method's pixel metrics on every test set, intervals in their own columns.
+fn pixel_csv(test_sets: &[TestSetResult]) -> String {
     let mut rows = Vec::new();
-    for t in &r.test_sets {
+    for t in test_sets {
         for p in &t.pixel {
             let mut row = vec![t.name.clone(), p.method.clone(), p.baseline.to_string()];
             for e in [p.auroc, p.ap] {
@@ -77,34 +93,35 @@ pub(crate) fn write_tables(r: &Results, dir: &Path) -> Result<Vec<String>> {
             rows.push(row);
         }
     }
-    put(
-        "pixel.csv",
-        csv(
-            &[
-                "test_set",
-                "method",
-                "baseline",
-                "auroc",
-                "auroc_low",
-                "auroc_high",
-                "ap",
-                "ap_low",
-                "ap_high",
-                "best_dice",
-                "best_dice_threshold",
-                "dice_at_threshold",
-                "dice_at_threshold_low",
-                "dice_at_threshold_high",
-                "healthy_fpr",
-                "healthy_fpr_low",
-                "healthy_fpr_high",
-            ],
-            &rows,
-        ),
-    )?;
+    csv(
+        &[
+            "test_set",
+            "method",
+            "baseline",
+            "auroc",
+            "auroc_low",
+            "auroc_high",
+            "ap",
+            "ap_low",
+            "ap_high",
+            "best_dice",
+            "best_dice_threshold",
+            "dice_at_threshold",
+            "dice_at_threshold_low",
+            "dice_at_threshold_high",
+            "healthy_fpr",
+            "healthy_fpr_low",
+            "healthy_fpr_high",
+        ],
+        &rows,
+    )
+}
 
+/// `ood.csv`: slice-level OOD detection of every statistic on every test set, in each mode
+/// that was measured.
+fn ood_csv(test_sets: &[TestSetResult]) -> String {
     let mut rows = Vec::new();
-    for t in &r.test_sets {
+    for t in test_sets {
         for o in &t.ood {
             for (mode, get) in MODES {
                 if let Some(d) = get(o) {
@@ -117,85 +134,85 @@ pub(crate) fn write_tables(r: &Results, dir: &Path) -> Result<Vec<String>> {
             }
         }
     }
-    put(
-        "ood.csv",
-        csv(
-            &[
-                "test_set",
-                "statistic",
-                "mode",
-                "auroc",
-                "auroc_low",
-                "auroc_high",
-                "auprc",
-                "auprc_low",
-                "auprc_high",
-                "fpr95",
-                "fpr95_low",
-                "fpr95_high",
-            ],
-            &rows,
-        ),
-    )?;
+    csv(
+        &[
+            "test_set",
+            "statistic",
+            "mode",
+            "auroc",
+            "auroc_low",
+            "auroc_high",
+            "auprc",
+            "auprc_low",
+            "auprc_high",
+            "fpr95",
+            "fpr95_low",
+            "fpr95_high",
+        ],
+        &rows,
+    )
+}
 
+/// `disentangling.csv`: the disentangling AUROC of every statistic on every test set.
+fn disentangling_csv(test_sets: &[TestSetResult]) -> String {
     let mut rows = Vec::new();
-    for t in &r.test_sets {
+    for t in test_sets {
         for d in &t.disentangling {
             let mut row = vec![t.name.clone(), d.statistic.clone()];
             row.extend(est_cells(Some(d.auroc)));
             rows.push(row);
         }
     }
-    put(
-        "disentangling.csv",
-        csv(
-            &["test_set", "statistic", "auroc", "auroc_low", "auroc_high"],
-            &rows,
-        ),
-    )?;
+    csv(
+        &["test_set", "statistic", "auroc", "auroc_low", "auroc_high"],
+        &rows,
+    )
+}
 
-    if let Some(g) = &r.gate {
-        let rows: Vec<Vec<String>> = g
-            .per_set
-            .iter()
-            .map(|s| {
-                vec![
-                    s.test_set.clone(),
-                    s.scans.to_string(),
-                    s.in_distribution.to_string(),
-                    s.lesion_suspected.to_string(),
-                    s.rejected.to_string(),
-                ]
-            })
-            .collect();
-        put(
-            "gate.csv",
-            csv(
-                &[
-                    "test_set",
-                    "scans",
-                    "in_distribution",
-                    "lesion_suspected",
-                    "rejected",
-                ],
-                &rows,
-            ),
-        )?;
-        let rows: Vec<Vec<String>> = g
-            .risk_coverage
-            .iter()
-            .map(|p| vec![p[0].to_string(), p[1].to_string()])
-            .collect();
-        put("risk_coverage.csv", csv(&["coverage", "risk"], &rows))?;
-    }
+/// `gate.csv`: the gate's decisions on each test set.
+fn gate_csv(g: &GateResult) -> String {
+    let rows: Vec<Vec<String>> = g
+        .per_set
+        .iter()
+        .map(|s| {
+            vec![
+                s.test_set.clone(),
+                s.scans.to_string(),
+                s.in_distribution.to_string(),
+                s.lesion_suspected.to_string(),
+                s.rejected.to_string(),
+            ]
+        })
+        .collect();
+    csv(
+        &[
+            "test_set",
+            "scans",
+            "in_distribution",
+            "lesion_suspected",
+            "rejected",
+        ],
+        &rows,
+    )
+}
 
-    let rows: Vec<Vec<String>> = r
-        .wall_times
+/// `risk_coverage.csv`: the gate's risk-coverage curve.
+fn risk_coverage_csv(g: &GateResult) -> String {
+    let rows: Vec<Vec<String>> = g
+        .risk_coverage
+        .iter()
+        .map(|p| vec![p[0].to_string(), p[1].to_string()])
+        .collect();
+    csv(&["coverage", "risk"], &rows)
+}
+
+/// `wall_times.csv`: the wall time of each pipeline step.
+fn wall_times_csv(wall_times: &[WallTime]) -> String {
+    let rows: Vec<Vec<String>> = wall_times
         .iter()
         .map(|w| vec![w.step.clone(), w.seconds.to_string()])
         .collect();
-    put("wall_times.csv", csv(&["step", "seconds"], &rows))?;
-    Ok(written)
+    csv(&["step", "seconds"], &rows)
 }
 
 #[cfg(test)]
