@@ -5,7 +5,9 @@
 //! so instead. Where the run has bootstrap intervals, a verdict needs its interval on one side
 //! of the criterion: an interval that reaches both sides makes the finding inconclusive.
 
-use crate::schema::{Estimate, Results, TestSetRole};
+use blindspot_ood::GateGoals;
+
+use crate::schema::{Estimate, GateGoalNumbers, GateSetResult, Results, TestSetRole};
 
 /// What a run says about a finding.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -549,62 +551,77 @@ pub fn gate_goals(r: &Results) -> Vec<GoalCheck> {
     let (Some(c), Some(n)) = (&g.criteria, &g.goals) else {
         return Vec::new();
     };
-    let mut out = Vec::new();
-    let mut rate = |goal: &str, e: Option<&Estimate>, bound: f64, min: bool| {
-        let judged = e.map(|e| {
-            if min {
-                at_least(e, bound)
-            } else {
-                at_most(e, bound)
-            }
-        });
-        out.push(GoalCheck {
-            goal: goal.into(),
-            criterion: format!(
-                "{} {}",
-                if min { "at least" } else { "at most" },
-                pct(bound)
-            ),
-            measured: e.map_or_else(|| "n/a".into(), est_pct),
-            verdict: verdict_of(judged),
-        });
+    let mut out = vec![
+        rate_goal(
+            "1a. in-distribution scans accepted",
+            n.id_acceptance.as_ref(),
+            c.id_acceptance,
+            true,
+        ),
+        rate_goal(
+            "1b. lesional in-distribution scans accepted",
+            n.lesional_acceptance.as_ref(),
+            c.lesional_acceptance,
+            true,
+        ),
+        rate_goal(
+            "2a. accepted lesional ID scans flagged \"lesion suspected\"",
+            n.lesion_sensitivity.as_ref(),
+            c.lesion_sensitivity,
+            true,
+        ),
+        rate_goal(
+            "2b. accepted healthy ID scans flagged",
+            n.healthy_flag_rate.as_ref(),
+            c.healthy_flag_rate,
+            false,
+        ),
+        lesion_score_goal(c, n),
+    ];
+    // goals 3 and 4 are multiples of the target FPR
+    let Some(target) = r.threshold.target_fpr else {
+        return out;
     };
-    rate(
-        "1a. in-distribution scans accepted",
-        n.id_acceptance.as_ref(),
-        c.id_acceptance,
-        true,
-    );
-    rate(
-        "1b. lesional in-distribution scans accepted",
-        n.lesional_acceptance.as_ref(),
-        c.lesional_acceptance,
-        true,
-    );
-    rate(
-        "2a. accepted lesional ID scans flagged \"lesion suspected\"",
-        n.lesion_sensitivity.as_ref(),
-        c.lesion_sensitivity,
-        true,
-    );
-    rate(
-        "2b. accepted healthy ID scans flagged",
-        n.healthy_flag_rate.as_ref(),
-        c.healthy_flag_rate,
-        false,
-    );
-    out.push(GoalCheck {
+    out.push(harmful_shifts_goal(&g.per_set, c, target));
+    out.push(accepted_fpr_goal(&g.per_set, c, target));
+    out
+}
+
+/// A goal on a rate `e`: at least (`min`) or at most `bound`.
+fn rate_goal(goal: &str, e: Option<&Estimate>, bound: f64, min: bool) -> GoalCheck {
+    let judged = e.map(|e| {
+        if min {
+            at_least(e, bound)
+        } else {
+            at_most(e, bound)
+        }
+    });
+    GoalCheck {
+        goal: goal.into(),
+        criterion: format!(
+            "{} {}",
+            if min { "at least" } else { "at most" },
+            pct(bound)
+        ),
+        measured: e.map_or_else(|| "n/a".into(), est_pct),
+        verdict: verdict_of(judged),
+    }
+}
+
+/// Goal 2c: the scan-level lesion score's AUROC, lesional against healthy ID scans.
+fn lesion_score_goal(c: &GateGoals, n: &GateGoalNumbers) -> GoalCheck {
+    GoalCheck {
         goal: "2c. scan-level lesion score, AUROC lesional vs healthy ID scans".into(),
         criterion: format!("at least {:.2}", c.lesion_auroc),
         measured: n.lesion_auroc.as_ref().map_or_else(|| "n/a".into(), est),
         verdict: verdict_of(n.lesion_auroc.as_ref().map(|e| at_least(e, c.lesion_auroc))),
-    });
-    let Some(target) = r.threshold.target_fpr else {
-        return out;
-    };
-    // 3: sets whose FPR without the gate (point estimate) exceeds the harm ratio
-    let harmful: Vec<_> = g
-        .per_set
+    }
+}
+
+/// Goal 3: every set whose FPR without the gate (point estimate) exceeds the harm ratio times
+/// `target` is rejected often enough.
+fn harmful_shifts_goal(per_set: &[GateSetResult], c: &GateGoals, target: f64) -> GoalCheck {
+    let harmful: Vec<_> = per_set
         .iter()
         .filter(|s| {
             s.healthy_fpr_all
@@ -618,7 +635,7 @@ pub fn gate_goals(r: &Results) -> Vec<GoalCheck> {
                 .map_or(Some(false), |e| at_least(&e, c.harmful_rejection))
         })
         .collect();
-    out.push(GoalCheck {
+    GoalCheck {
         goal: "3. harmful shifts rejected".into(),
         criterion: format!(
             "at least {} of the scans of every set whose healthy-pixel FPR without the gate exceeds {}x the target ({})",
@@ -642,19 +659,22 @@ pub fn gate_goals(r: &Results) -> Vec<GoalCheck> {
                 .join("; ")
         },
         verdict: all_of(parts),
-    });
+    }
+}
+
+/// Goal 4: on the accepted scans of every set, the healthy-pixel FPR stays within the accepted
+/// ratio times `target`; the measurement names the highest.
+fn accepted_fpr_goal(per_set: &[GateSetResult], c: &GateGoals, target: f64) -> GoalCheck {
     let bound = c.accepted_fpr_ratio * target;
-    let parts: Vec<Option<bool>> = g
-        .per_set
+    let parts: Vec<Option<bool>> = per_set
         .iter()
         .filter_map(|s| s.healthy_fpr_accepted.map(|e| at_most(&e, bound)))
         .collect();
-    let worst = g
-        .per_set
+    let worst = per_set
         .iter()
         .filter_map(|s| s.healthy_fpr_accepted.map(|e| (s.test_set.as_str(), e)))
         .max_by(|a, b| a.1.value.total_cmp(&b.1.value));
-    out.push(GoalCheck {
+    GoalCheck {
         goal: "4. FPR on the accepted scans, every set".into(),
         criterion: format!(
             "at most {}x the target ({}) in every set",
@@ -670,8 +690,7 @@ pub fn gate_goals(r: &Results) -> Vec<GoalCheck> {
         } else {
             all_of(parts)
         },
-    });
-    out
+    }
 }
 
 fn gate(r: &Results) -> Finding {

@@ -5,6 +5,7 @@
 
 use std::path::Path;
 
+use plotters::coord::Shift;
 use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
 
@@ -275,6 +276,40 @@ pub fn write_slice_grid(grid: &SliceGrid, path: &Path) -> Result<()> {
 /// [`ReportError::Plot`]/[`ReportError::Io`] when drawing or writing fails.
 pub fn write_slice_grid_with(grid: &SliceGrid, styles: &[ColumnStyle], path: &Path) -> Result<()> {
     crate::plot::register_font(); // before any style is built: plotters looks fonts up eagerly
+    check_grid(grid, styles)?;
+    let windows = resolve_windows(grid, styles);
+    let label_style = TextStyle::from((FONT, 13).into_font()).color(&GRID_TEXT);
+    let label_w = grid
+        .rows
+        .iter()
+        .map(|r| text_width(&r.label, &label_style))
+        .max()
+        .unwrap_or(0)
+        + 3 * GAP;
+    let layout = GridLayout::new(grid, label_w);
+    let size = (layout.size.0 as u32, layout.size.1 as u32);
+    let mut buf = draw_rgb(path, size, |root| {
+        draw_grid_text(root, grid, styles, &windows, &layout, label_style)
+    })?;
+    for (r, row) in grid.rows.iter().enumerate() {
+        for (c, panel) in row.panels.iter().enumerate() {
+            blit_panel(
+                &mut buf,
+                layout.size.0,
+                layout.origin(r, c),
+                layout.zoom,
+                panel,
+                windows[c],
+                styles[c].colormap,
+            );
+        }
+    }
+    write_atomic(path, &encode_png(path, &buf, size)?)
+}
+
+/// The errors [`write_slice_grid_with`] documents for a grid and its styles, before anything
+/// is drawn: its shape, the windows of the styles and the size of every panel's buffer.
+fn check_grid(grid: &SliceGrid, styles: &[ColumnStyle]) -> Result<()> {
     let invalid = |key: String, value: String, allowed| ReportError::Invalid {
         key,
         value,
@@ -328,63 +363,48 @@ pub fn write_slice_grid_with(grid: &SliceGrid, styles: &[ColumnStyle], path: &Pa
             }
         }
     }
-    let windows = resolve_windows(grid, styles);
+    Ok(())
+}
 
-    let label_style = TextStyle::from((FONT, 13).into_font()).color(&GRID_TEXT);
-    let label_w = grid
-        .rows
-        .iter()
-        .map(|r| text_width(&r.label, &label_style))
-        .max()
-        .unwrap_or(0)
-        + 3 * GAP;
-    let layout = GridLayout::new(grid, label_w);
-    let size = (layout.size.0 as u32, layout.size.1 as u32);
-    let mut buf = draw_rgb(path, size, |root| {
-        let title_style = TextStyle::from((FONT, 18).into_font()).color(&BLACK);
-        root.draw_text(&grid.title, &title_style, (GAP as i32, 8))
+/// The text of a slice grid: its title, each column's name with its display window (`binary`
+/// for a fixed `[0, 1]`), and each row's label, right-aligned beside the row.
+fn draw_grid_text(
+    root: &DrawingArea<BitMapBackend<'_>, Shift>,
+    grid: &SliceGrid,
+    styles: &[ColumnStyle],
+    windows: &[(f32, f32)],
+    layout: &GridLayout,
+    label_style: TextStyle<'_>,
+) -> std::result::Result<(), String> {
+    let title_style = TextStyle::from((FONT, 18).into_font()).color(&BLACK);
+    root.draw_text(&grid.title, &title_style, (GAP as i32, 8))
+        .map_err(s)?;
+    let header = TextStyle::from((FONT, 14).into_font()).color(&GRID_TEXT);
+    let sub = TextStyle::from((FONT, 12).into_font()).color(&RGBColor(110, 110, 110));
+    for (c, name) in grid.columns.iter().enumerate() {
+        let (x, _) = layout.origin(0, c);
+        root.draw_text(name, &header, (x as i32, (HEADER_H - 36) as i32))
             .map_err(s)?;
-        let header = TextStyle::from((FONT, 14).into_font()).color(&GRID_TEXT);
-        let sub = TextStyle::from((FONT, 12).into_font()).color(&RGBColor(110, 110, 110));
-        for (c, name) in grid.columns.iter().enumerate() {
-            let (x, _) = layout.origin(0, c);
-            root.draw_text(name, &header, (x as i32, (HEADER_H - 36) as i32))
-                .map_err(s)?;
-            let (lo, hi) = windows[c];
-            let text = if styles[c].window == Window::Fixed([0.0, 1.0]) {
-                "binary".to_string()
-            } else {
-                format!("window [{}, {}]", fmt_bound(lo), fmt_bound(hi))
-            };
-            root.draw_text(&text, &sub, (x as i32, (HEADER_H - 18) as i32))
-                .map_err(s)?;
-        }
-        let label_style = label_style.pos(Pos::new(HPos::Right, VPos::Center));
-        for (r, row) in grid.rows.iter().enumerate() {
-            let (x0, y0) = layout.origin(r, 0);
-            root.draw_text(
-                &row.label,
-                &label_style,
-                ((x0 - 2 * GAP) as i32, (y0 + layout.cell.1 / 2) as i32),
-            )
+        let (lo, hi) = windows[c];
+        let text = if styles[c].window == Window::Fixed([0.0, 1.0]) {
+            "binary".to_string()
+        } else {
+            format!("window [{}, {}]", fmt_bound(lo), fmt_bound(hi))
+        };
+        root.draw_text(&text, &sub, (x as i32, (HEADER_H - 18) as i32))
             .map_err(s)?;
-        }
-        Ok(())
-    })?;
-    for (r, row) in grid.rows.iter().enumerate() {
-        for (c, panel) in row.panels.iter().enumerate() {
-            blit_panel(
-                &mut buf,
-                layout.size.0,
-                layout.origin(r, c),
-                layout.zoom,
-                panel,
-                windows[c],
-                styles[c].colormap,
-            );
-        }
     }
-    write_atomic(path, &encode_png(path, &buf, size)?)
+    let label_style = label_style.pos(Pos::new(HPos::Right, VPos::Center));
+    for (r, row) in grid.rows.iter().enumerate() {
+        let (x0, y0) = layout.origin(r, 0);
+        root.draw_text(
+            &row.label,
+            &label_style,
+            ((x0 - 2 * GAP) as i32, (y0 + layout.cell.1 / 2) as i32),
+        )
+        .map_err(s)?;
+    }
+    Ok(())
 }
 
 /// The `(black, white)` window of every column (styles already checked).
