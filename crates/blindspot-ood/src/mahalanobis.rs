@@ -37,38 +37,8 @@ impl Mahalanobis {
     /// [`OodError::Degenerate`] when the regularised covariance is not positive definite (all
     /// vectors equal, or `lambda = 0` with a singular covariance).
     pub fn fit(latents: &[&[f32]], shrinkage: Shrinkage) -> Result<Self> {
+        let d = check_latents(latents)?;
         let n = latents.len();
-        if n < 2 {
-            return Err(OodError::TooFewSamples {
-                what: "Mahalanobis fit latents".into(),
-                needed: 2,
-                got: n,
-            });
-        }
-        let d = latents[0].len();
-        if d == 0 {
-            return Err(OodError::DimensionMismatch {
-                what: "Mahalanobis fit latent 0".into(),
-                expected: 1,
-                actual: 0,
-            });
-        }
-        for (i, z) in latents.iter().enumerate() {
-            if z.len() != d {
-                return Err(OodError::DimensionMismatch {
-                    what: format!("Mahalanobis fit latent {i}"),
-                    expected: d,
-                    actual: z.len(),
-                });
-            }
-            if let Some(j) = z.iter().position(|v| !v.is_finite()) {
-                return Err(OodError::NonFinite {
-                    what: format!("Mahalanobis fit latent {i}"),
-                    index: j,
-                    value: f64::from(z[j]),
-                });
-            }
-        }
         let mut mean = vec![0.0; d];
         for z in latents {
             for (m, &v) in mean.iter_mut().zip(z.iter()) {
@@ -76,7 +46,7 @@ impl Mahalanobis {
             }
         }
         mean.iter_mut().for_each(|m| *m /= n as f64);
-        // Empirical covariance (1/n), the sum of squared norms^2 for Ledoit-Wolf, rows in parallel.
+        // Empirical covariance (1/n), rows in parallel.
         let centred: Vec<Vec<f64>> = latents
             .iter()
             .map(|z| {
@@ -112,25 +82,7 @@ impl Mahalanobis {
                 }
                 l
             }
-            Shrinkage::LedoitWolf => {
-                let frob2: f64 = cov.iter().map(|c| c * c).sum();
-                let fourth: f64 = centred
-                    .iter()
-                    .map(|x| {
-                        let s: f64 = x.iter().map(|v| v * v).sum();
-                        s * s
-                    })
-                    .sum::<f64>()
-                    / n as f64;
-                // delta = ||S - mu I||_F^2 / d, beta = (mean_k ||x_k||^4 - ||S||_F^2) / (n d).
-                let delta = (frob2 - 2.0 * mu * trace + d as f64 * mu * mu) / d as f64;
-                let beta = ((fourth - frob2) / (n as f64 * d as f64)).min(delta);
-                if delta <= 0.0 {
-                    0.0
-                } else {
-                    (beta / delta).clamp(0.0, 1.0)
-                }
-            }
+            Shrinkage::LedoitWolf => ledoit_wolf(&cov, &centred, mu),
         };
         for a in 0..d {
             for b in 0..d {
@@ -242,6 +194,67 @@ fn cholesky(a: &[f64], d: usize) -> Option<Vec<f64>> {
         }
     }
     Some(l)
+}
+
+/// The common dimension of at least two finite latent vectors.
+fn check_latents(latents: &[&[f32]]) -> Result<usize> {
+    let n = latents.len();
+    if n < 2 {
+        return Err(OodError::TooFewSamples {
+            what: "Mahalanobis fit latents".into(),
+            needed: 2,
+            got: n,
+        });
+    }
+    let d = latents[0].len();
+    if d == 0 {
+        return Err(OodError::DimensionMismatch {
+            what: "Mahalanobis fit latent 0".into(),
+            expected: 1,
+            actual: 0,
+        });
+    }
+    for (i, z) in latents.iter().enumerate() {
+        if z.len() != d {
+            return Err(OodError::DimensionMismatch {
+                what: format!("Mahalanobis fit latent {i}"),
+                expected: d,
+                actual: z.len(),
+            });
+        }
+        if let Some(j) = z.iter().position(|v| !v.is_finite()) {
+            return Err(OodError::NonFinite {
+                what: format!("Mahalanobis fit latent {i}"),
+                index: j,
+                value: f64::from(z[j]),
+            });
+        }
+    }
+    Ok(d)
+}
+
+/// Ledoit and Wolf's shrinkage intensity towards `mu I` of the empirical covariance `cov`
+/// (`d x d`, row-major) of the `centred` vectors whose mean variance is `mu`.
+fn ledoit_wolf(cov: &[f64], centred: &[Vec<f64>], mu: f64) -> f64 {
+    let (n, d) = (centred.len() as f64, centred[0].len());
+    let trace: f64 = (0..d).map(|a| cov[a * d + a]).sum();
+    let frob2: f64 = cov.iter().map(|c| c * c).sum();
+    let fourth: f64 = centred
+        .iter()
+        .map(|x| {
+            let s: f64 = x.iter().map(|v| v * v).sum();
+            s * s
+        })
+        .sum::<f64>()
+        / n;
+    // delta = ||S - mu I||_F^2 / d, beta = (mean_k ||x_k||^4 - ||S||_F^2) / (n d).
+    let delta = (frob2 - 2.0 * mu * trace + d as f64 * mu * mu) / d as f64;
+    let beta = ((fourth - frob2) / (n * d as f64)).min(delta);
+    if delta <= 0.0 {
+        0.0
+    } else {
+        (beta / delta).clamp(0.0, 1.0)
+    }
 }
 
 #[cfg(test)]

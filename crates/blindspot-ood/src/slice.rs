@@ -272,9 +272,9 @@ fn residual_levels(
 
 /// Every per-slice statistic that `input` allows: `rec_err`, `kl`, `neg_elbo`, `coded_elbo`,
 /// both residual entropies and the residual levels `residual_median`, `residual_q95`,
-/// `residual_peak`, `residual_spot` (slices with more than `min_mask_pixels` mask pixels), the input's
-/// `intensity_median`, `intensity_iqr` and `intensity_skew` (the same slices), `log_likelihood`, and the latent
-/// mean for [`crate::mahalanobis`].
+/// `residual_peak`, `residual_spot` (slices with more than `min_mask_pixels` mask pixels), the
+/// input's `intensity_median`, `intensity_iqr` and `intensity_skew` (the same slices),
+/// `log_likelihood`, and the latent mean for [`crate::mahalanobis`].
 ///
 /// # Errors
 /// As [`postprocess_residual`]; [`OodError::NonFinite`] for a NaN or infinite scalar.
@@ -298,35 +298,65 @@ pub fn slice_record(input: &SliceInput<'_>, config: &SliceStatsConfig) -> Result
         u32::try_from(mask_pixels).unwrap_or(u32::MAX),
         u32::try_from(lesion_pixels).unwrap_or(u32::MAX),
     );
+    model_scalars(input, mask_pixels, &mut record)?;
+    if mask_pixels > config.min_mask_pixels {
+        residual_statistics(input, config, &mut record)?;
+        intensity_statistics(input, &mut record)?;
+    }
+    if let Some(z) = input.latent_mean {
+        if let Some(index) = z.iter().position(|v| !v.is_finite()) {
+            return Err(OodError::NonFinite {
+                what: format!("latent mean of {}", input.id),
+                index,
+                value: f64::from(z[index]),
+            });
+        }
+        record.latent_mean = Some(z.to_vec());
+    }
+    Ok(record)
+}
+
+/// The mean absolute residual inside the mask, from the input and its reconstruction (`None`
+/// for an anomaly map, which has no reconstruction).
+fn masked_mean_residual(input: &SliceInput<'_>, mask_pixels: usize) -> Result<Option<f64>> {
+    let ResidualSource::Reconstruction {
+        input: x,
+        reconstruction,
+    } = input.residual
+    else {
+        return Ok(None);
+    };
+    let n = input.width * input.height;
+    check_len(|| format!("input of {}", input.id), n, x.len())?;
+    check_len(
+        || format!("reconstruction of {}", input.id),
+        n,
+        reconstruction.len(),
+    )?;
+    let sum: f64 = x
+        .iter()
+        .zip(reconstruction)
+        .zip(input.mask)
+        .filter(|(_, m)| **m)
+        .map(|((a, b), _)| f64::from((a - b).abs()))
+        .sum();
+    Ok(Some(sum / mask_pixels.max(1) as f64))
+}
+
+/// The model's scalars and those computed from them: `rec_err` (the model's, else from the
+/// reconstruction), `kl`, `coded_elbo`, `neg_elbo` (the model's ELBO, else
+/// [`neg_elbo_laplace`]) and `log_likelihood`.
+fn model_scalars(
+    input: &SliceInput<'_>,
+    mask_pixels: usize,
+    record: &mut SliceRecord,
+) -> Result<()> {
     let scalars = [input.rec_err, input.kl, input.elbo, input.log_likelihood];
     let present: Vec<f64> = scalars.iter().flatten().copied().collect();
     check_finite(|| format!("model scalars of {}", input.id), &present)?;
-
-    let rec_err = match (input.rec_err, input.residual) {
-        (Some(r), _) => Some(r),
-        (
-            None,
-            ResidualSource::Reconstruction {
-                input: x,
-                reconstruction,
-            },
-        ) => {
-            check_len(|| format!("input of {}", input.id), n, x.len())?;
-            check_len(
-                || format!("reconstruction of {}", input.id),
-                n,
-                reconstruction.len(),
-            )?;
-            let sum: f64 = x
-                .iter()
-                .zip(reconstruction)
-                .zip(input.mask)
-                .filter(|(_, m)| **m)
-                .map(|((a, b), _)| f64::from((a - b).abs()))
-                .sum();
-            Some(sum / mask_pixels.max(1) as f64)
-        }
-        (None, ResidualSource::AnomalyMap(_)) => None,
+    let rec_err = match input.rec_err {
+        Some(r) => Some(r),
+        None => masked_mean_residual(input, mask_pixels)?,
     };
     if let Some(r) = rec_err {
         check_finite(|| format!("reconstruction error of {}", input.id), &[r])?;
@@ -349,68 +379,73 @@ pub fn slice_record(input: &SliceInput<'_>, config: &SliceStatsConfig) -> Result
     if let Some(ll) = input.log_likelihood {
         record.set(Statistic::LogLikelihood, ll);
     }
-    if mask_pixels > config.min_mask_pixels {
-        // The residual restricted to the eroded brain, once; filtered as the pixel maps are,
-        // and with at most a 3x3 window for `residual_spot`.
-        let (w, h) = (input.width, input.height);
-        let restricted =
-            restricted_residual(input.residual, input.mask, w, h, &config.postprocess)?;
-        let fine_size = config.postprocess.median_size.min(3);
-        let fine = median_step(restricted.clone(), w, h, fine_size)?;
-        let residual = if fine_size == config.postprocess.median_size {
-            fine.clone()
-        } else {
-            median_step(restricted, w, h, config.postprocess.median_size)?
-        };
-        if let Some(h) = residual_entropy_paper(
-            &residual,
-            input.mask,
-            config.entropy_eps,
-            config.min_mask_pixels,
-        )? {
-            record.set(Statistic::Entropy, h);
-        }
-        if let Some(h) = residual_entropy_clean(&residual, input.mask, config.min_mask_pixels)? {
-            record.set(Statistic::EntropyClean, h);
-        }
-        for (statistic, value) in residual_levels(input.residual, input.mask, &residual) {
-            record.set(statistic, value);
-        }
-        let mut spot = masked(&fine, input.mask);
-        spot.sort_by(f64::total_cmp);
-        record.set(
-            Statistic::ResidualSpot,
-            spot[spot.len().saturating_sub(SPOT_PIXELS)],
-        );
-        let image = match (input.image, input.residual) {
-            (Some(x), _) | (None, ResidualSource::Reconstruction { input: x, .. }) => Some(x),
-            (None, ResidualSource::AnomalyMap(_)) => None,
-        };
-        if let Some(x) = image {
-            check_len(|| format!("image of {}", input.id), n, x.len())?;
-            let mut v = masked(x, input.mask);
-            check_finite(|| format!("image of {}", input.id), &v)?;
-            v.sort_by(f64::total_cmp);
-            let [q25, q50, q75] = [0.25, 0.5, 0.75].map(|p| quantile_sorted(&v, p));
-            record.set(Statistic::IntensityMedian, q50);
-            record.set(Statistic::IntensityIqr, q75 - q25);
-            let skew = if q75 > q25 {
-                ((q75 - q50) - (q50 - q25)) / (q75 - q25)
-            } else {
-                0.0
-            };
-            record.set(Statistic::IntensitySkew, skew);
-        }
+    Ok(())
+}
+
+/// The statistics of the post-processed residual: both entropies, the residual levels and
+/// `residual_spot`. The residual is restricted to the eroded brain once, filtered as the pixel
+/// maps are, and with at most a 3x3 window for `residual_spot`.
+fn residual_statistics(
+    input: &SliceInput<'_>,
+    config: &SliceStatsConfig,
+    record: &mut SliceRecord,
+) -> Result<()> {
+    let (w, h) = (input.width, input.height);
+    let restricted = restricted_residual(input.residual, input.mask, w, h, &config.postprocess)?;
+    let fine_size = config.postprocess.median_size.min(3);
+    let fine = median_step(restricted.clone(), w, h, fine_size)?;
+    let residual = if fine_size == config.postprocess.median_size {
+        fine.clone()
+    } else {
+        median_step(restricted, w, h, config.postprocess.median_size)?
+    };
+    if let Some(h) = residual_entropy_paper(
+        &residual,
+        input.mask,
+        config.entropy_eps,
+        config.min_mask_pixels,
+    )? {
+        record.set(Statistic::Entropy, h);
     }
-    if let Some(z) = input.latent_mean {
-        if let Some(index) = z.iter().position(|v| !v.is_finite()) {
-            return Err(OodError::NonFinite {
-                what: format!("latent mean of {}", input.id),
-                index,
-                value: f64::from(z[index]),
-            });
-        }
-        record.latent_mean = Some(z.to_vec());
+    if let Some(h) = residual_entropy_clean(&residual, input.mask, config.min_mask_pixels)? {
+        record.set(Statistic::EntropyClean, h);
     }
-    Ok(record)
+    for (statistic, value) in residual_levels(input.residual, input.mask, &residual) {
+        record.set(statistic, value);
+    }
+    let mut spot = masked(&fine, input.mask);
+    spot.sort_by(f64::total_cmp);
+    record.set(
+        Statistic::ResidualSpot,
+        spot[spot.len().saturating_sub(SPOT_PIXELS)],
+    );
+    Ok(())
+}
+
+/// The model-free statistics of the input's brain intensities: `intensity_median`,
+/// `intensity_iqr` and the quartile skewness `intensity_skew` (nothing when the model hands in
+/// no image).
+fn intensity_statistics(input: &SliceInput<'_>, record: &mut SliceRecord) -> Result<()> {
+    let image = match (input.image, input.residual) {
+        (Some(x), _) | (None, ResidualSource::Reconstruction { input: x, .. }) => x,
+        (None, ResidualSource::AnomalyMap(_)) => return Ok(()),
+    };
+    check_len(
+        || format!("image of {}", input.id),
+        input.width * input.height,
+        image.len(),
+    )?;
+    let mut v = masked(image, input.mask);
+    check_finite(|| format!("image of {}", input.id), &v)?;
+    v.sort_by(f64::total_cmp);
+    let [q25, q50, q75] = [0.25, 0.5, 0.75].map(|p| quantile_sorted(&v, p));
+    record.set(Statistic::IntensityMedian, q50);
+    record.set(Statistic::IntensityIqr, q75 - q25);
+    let skew = if q75 > q25 {
+        ((q75 - q50) - (q50 - q25)) / (q75 - q25)
+    } else {
+        0.0
+    };
+    record.set(Statistic::IntensitySkew, skew);
+    Ok(())
 }

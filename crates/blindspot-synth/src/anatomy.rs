@@ -104,60 +104,7 @@ impl Anatomy {
             radii[2] / REF_RADII[2],
         ];
         let vent: f64 = rng.random_range(0.7..=1.6); // ventricle width (age-like)
-        let vlen = vent.sqrt();
-        let mut jitter = |c: V3, rad: V3, wide: f64, long: f64| -> (V3, V3) {
-            (
-                [
-                    c[0] * s[0] + 1.0 * normal(rng).clamp(-2.0, 2.0),
-                    c[1] * s[1] + 1.5 * normal(rng).clamp(-2.0, 2.0),
-                    c[2] * s[2] + 1.0 * normal(rng).clamp(-2.0, 2.0),
-                ],
-                [
-                    rad[0] * wide * s[0] * (1.0 + 0.06 * normal(rng)).clamp(0.85, 1.15),
-                    rad[1] * long * s[1] * (1.0 + 0.06 * normal(rng)).clamp(0.85, 1.15),
-                    rad[2] * long * s[2] * (1.0 + 0.06 * normal(rng)).clamp(0.85, 1.15),
-                ],
-            )
-        };
-        let deg = |d: f64| d.to_radians();
-        let mut ventricles = Vec::new();
-        let mut nuclei = Vec::new();
-        for side in [-1.0f64, 1.0] {
-            // (centre, radii, yaw, width scale, length scale)
-            let parts: [(V3, V3, f64); 4] = [
-                (
-                    [side * 9.0, 16.0, 10.0],
-                    [4.0, 13.0, 7.0],
-                    -side * deg(15.0),
-                ),
-                ([side * 8.5, -6.0, 15.0], [3.6, 21.0, 5.0], -side * deg(3.0)),
-                (
-                    [side * 15.0, -30.0, 9.0],
-                    [4.5, 12.0, 6.0],
-                    side * deg(30.0),
-                ),
-                (
-                    [side * 28.0, -12.0, -14.0],
-                    [2.2, 13.0, 2.5],
-                    -side * deg(10.0),
-                ),
-            ];
-            for (c, rad, yaw) in parts {
-                let (c, rad) = jitter(c, rad, vent, vlen);
-                ventricles.push(Ellipsoid::with_yaw(c, rad, yaw));
-            }
-            let deep: [(V3, V3, f64); 3] = [
-                ([side * 14.0, 13.0, 9.0], [5.0, 9.0, 8.0], 0.0),
-                ([side * 22.0, 2.0, 1.0], [5.5, 15.0, 9.0], -side * deg(8.0)),
-                ([side * 9.5, -13.0, 2.0], [7.5, 12.0, 8.0], 0.0),
-            ];
-            for (c, rad, yaw) in deep {
-                let (c, rad) = jitter(c, rad, 1.0, 1.0);
-                nuclei.push(Ellipsoid::with_yaw(c, rad, yaw));
-            }
-        }
-        let (c3, r3) = jitter([0.0, -6.0, 0.0], [1.6, 11.0, 8.0], vent, 1.0);
-        ventricles.push(Ellipsoid::with_yaw([0.0, c3[1], c3[2]], r3, 0.0));
+        let (ventricles, nuclei) = deep_structures(rng, s, vent);
         Anatomy {
             centre,
             rot,
@@ -305,4 +252,64 @@ impl Anatomy {
     pub fn lateral_ventricles(&self) -> &[Ellipsoid] {
         &self.ventricles[..8]
     }
+}
+
+/// The ventricles and the deep grey nuclei, each jittered about its reference place and size,
+/// scaled with the brain's axes `s`; `vent` widens the ventricles (age-like).
+fn deep_structures(rng: &mut impl Rng, s: [f64; 3], vent: f64) -> (Vec<Ellipsoid>, Vec<Ellipsoid>) {
+    let vlen = vent.sqrt();
+    let mut jitter = |c: V3, rad: V3, wide: f64, long: f64| -> (V3, V3) {
+        (
+            [
+                c[0] * s[0] + 1.0 * normal(rng).clamp(-2.0, 2.0),
+                c[1] * s[1] + 1.5 * normal(rng).clamp(-2.0, 2.0),
+                c[2] * s[2] + 1.0 * normal(rng).clamp(-2.0, 2.0),
+            ],
+            [
+                rad[0] * wide * s[0] * (1.0 + 0.06 * normal(rng)).clamp(0.85, 1.15),
+                rad[1] * long * s[1] * (1.0 + 0.06 * normal(rng)).clamp(0.85, 1.15),
+                rad[2] * long * s[2] * (1.0 + 0.06 * normal(rng)).clamp(0.85, 1.15),
+            ],
+        )
+    };
+    let deg = |d: f64| d.to_radians();
+    let mut ventricles = Vec::new();
+    let mut nuclei = Vec::new();
+    for side in [-1.0f64, 1.0] {
+        // (centre, radii, yaw, width scale, length scale)
+        let parts: [(V3, V3, f64); 4] = [
+            (
+                [side * 9.0, 16.0, 10.0],
+                [4.0, 13.0, 7.0],
+                -side * deg(15.0),
+            ),
+            ([side * 8.5, -6.0, 15.0], [3.6, 21.0, 5.0], -side * deg(3.0)),
+            (
+                [side * 15.0, -30.0, 9.0],
+                [4.5, 12.0, 6.0],
+                side * deg(30.0),
+            ),
+            (
+                [side * 28.0, -12.0, -14.0],
+                [2.2, 13.0, 2.5],
+                -side * deg(10.0),
+            ),
+        ];
+        for (c, rad, yaw) in parts {
+            let (c, rad) = jitter(c, rad, vent, vlen);
+            ventricles.push(Ellipsoid::with_yaw(c, rad, yaw));
+        }
+        let deep: [(V3, V3, f64); 3] = [
+            ([side * 14.0, 13.0, 9.0], [5.0, 9.0, 8.0], 0.0),
+            ([side * 22.0, 2.0, 1.0], [5.5, 15.0, 9.0], -side * deg(8.0)),
+            ([side * 9.5, -13.0, 2.0], [7.5, 12.0, 8.0], 0.0),
+        ];
+        for (c, rad, yaw) in deep {
+            let (c, rad) = jitter(c, rad, 1.0, 1.0);
+            nuclei.push(Ellipsoid::with_yaw(c, rad, yaw));
+        }
+    }
+    let (c3, r3) = jitter([0.0, -6.0, 0.0], [1.6, 11.0, 8.0], vent, 1.0);
+    ventricles.push(Ellipsoid::with_yaw([0.0, c3[1], c3[2]], r3, 0.0));
+    (ventricles, nuclei)
 }

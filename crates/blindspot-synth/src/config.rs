@@ -391,6 +391,24 @@ impl SynthConfig {
     /// # Errors
     /// [`SynthError::Invalid`] for the first offending key.
     pub fn validate(&self) -> Result<()> {
+        self.validate_grid()?;
+        self.validate_sites()?;
+        self.validate_lesions()?;
+        if self.sets.is_empty() {
+            return Err(invalid(
+                "synth.sets",
+                "[]",
+                "at least one [[synth.sets]] entry",
+            ));
+        }
+        for (i, set) in self.sets.iter().enumerate() {
+            self.validate_set(i, set)?;
+        }
+        Ok(())
+    }
+
+    /// `dims` and `spacing`: a field of view a brain fits in, at most 2^26 voxels.
+    fn validate_grid(&self) -> Result<()> {
         for (a, (&d, &s)) in self.dims.iter().zip(&self.spacing).enumerate() {
             if !(16..=512).contains(&d) {
                 return Err(invalid(format!("synth.dims[{a}]"), d, "16..=512 voxels"));
@@ -422,6 +440,11 @@ impl SynthConfig {
                 "at most 2^26 voxels",
             ));
         }
+        Ok(())
+    }
+
+    /// The sites' names and parameters, and the reference site.
+    fn validate_sites(&self) -> Result<()> {
         for (name, site) in &self.sites {
             if !valid_name(name) {
                 return Err(invalid(
@@ -439,6 +462,11 @@ impl SynthConfig {
                 self.site_names(),
             ));
         }
+        Ok(())
+    }
+
+    /// `[synth.lesions]` and `[synth.blobs]`: volumes, counts and blob sizes in range.
+    fn validate_lesions(&self) -> Result<()> {
         range_ok(
             "synth.lesions.tumour_ml",
             self.lesions.tumour_ml,
@@ -471,67 +499,64 @@ impl SynthConfig {
                 "0.1..=10.0 mm",
             ));
         }
-        if self.sets.is_empty() {
+        Ok(())
+    }
+
+    /// The set at index `i`: a unique name, a count, a known site, lesion kinds and rate, and a
+    /// split that fits its lesions and transform.
+    fn validate_set(&self, i: usize, set: &SetConfig) -> Result<()> {
+        let key = |k: &str| format!("synth.sets[{i}].{k}");
+        if !valid_name(&set.name) {
             return Err(invalid(
-                "synth.sets",
-                "[]",
-                "at least one [[synth.sets]] entry",
+                key("name"),
+                format!("{:?}", set.name),
+                "a non-empty name of [A-Za-z0-9_], at most 40 characters",
             ));
         }
-        for (i, set) in self.sets.iter().enumerate() {
-            let key = |k: &str| format!("synth.sets[{i}].{k}");
-            if !valid_name(&set.name) {
-                return Err(invalid(
-                    key("name"),
-                    format!("{:?}", set.name),
-                    "a non-empty name of [A-Za-z0-9_], at most 40 characters",
-                ));
-            }
-            if self.sets[..i].iter().any(|s| s.name == set.name) {
-                return Err(invalid(
-                    key("name"),
-                    &set.name,
-                    "a name not used by another set",
-                ));
-            }
-            if !(1..=10_000).contains(&set.count) {
-                return Err(invalid(key("count"), set.count, "1..=10000"));
-            }
-            if self.site(&set.site).is_none() {
-                return Err(invalid(key("site"), &set.site, self.site_names()));
-            }
-            if set.lesions.contains(&LesionKind::None) {
-                return Err(invalid(
-                    key("lesions"),
-                    "\"none\"",
-                    "kinds among tumour, ms, stroke (healthy subjects come from lesion_rate < 1)",
-                ));
-            }
-            let rate = set.effective_lesion_rate();
-            if !(0.0..=1.0).contains(&rate) {
-                return Err(invalid(key("lesion_rate"), rate, "a fraction in [0, 1]"));
-            }
-            if rate > 0.0 && set.lesions.is_empty() {
-                return Err(invalid(
-                    key("lesion_rate"),
-                    rate,
-                    "0 when `lesions` is empty",
-                ));
-            }
-            if rate > 0.0 && matches!(set.ood, OodTransform::Noise | OodTransform::Blobs) {
-                return Err(invalid(
-                    key("ood"),
-                    set.ood.name(),
-                    "a transform other than noise or blobs for a set with lesions (those sets are healthy by definition)",
-                ));
-            }
-            if set.split != Split::Test && (rate > 0.0 || set.ood != OodTransform::None) {
-                return Err(invalid(
-                    key("split"),
-                    set.split.name(),
-                    "`test` for a set with lesions or an OOD transform (train/val are healthy and in-distribution)",
-                ));
-            }
+        if self.sets[..i].iter().any(|s| s.name == set.name) {
+            return Err(invalid(
+                key("name"),
+                &set.name,
+                "a name not used by another set",
+            ));
+        }
+        if !(1..=10_000).contains(&set.count) {
+            return Err(invalid(key("count"), set.count, "1..=10000"));
+        }
+        if self.site(&set.site).is_none() {
+            return Err(invalid(key("site"), &set.site, self.site_names()));
+        }
+        if set.lesions.contains(&LesionKind::None) {
+            return Err(invalid(
+                key("lesions"),
+                "\"none\"",
+                "kinds among tumour, ms, stroke (healthy subjects come from lesion_rate < 1)",
+            ));
+        }
+        let rate = set.effective_lesion_rate();
+        if !(0.0..=1.0).contains(&rate) {
+            return Err(invalid(key("lesion_rate"), rate, "a fraction in [0, 1]"));
+        }
+        if rate > 0.0 && set.lesions.is_empty() {
+            return Err(invalid(
+                key("lesion_rate"),
+                rate,
+                "0 when `lesions` is empty",
+            ));
+        }
+        if rate > 0.0 && matches!(set.ood, OodTransform::Noise | OodTransform::Blobs) {
+            return Err(invalid(
+                key("ood"),
+                set.ood.name(),
+                "a transform other than noise or blobs for a set with lesions (those sets are healthy by definition)",
+            ));
+        }
+        if set.split != Split::Test && (rate > 0.0 || set.ood != OodTransform::None) {
+            return Err(invalid(
+                key("split"),
+                set.split.name(),
+                "`test` for a set with lesions or an OOD transform (train/val are healthy and in-distribution)",
+            ));
         }
         Ok(())
     }

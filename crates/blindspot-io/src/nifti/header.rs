@@ -228,69 +228,11 @@ fn xform_valid(code: i16) -> bool {
 /// dimensionalities; [`IoError::InvalidFile`] when this is no NIfTI-1 header;
 /// [`IoError::InvalidHeader`] for impossible field values.
 pub(crate) fn decode(path: &Path, b: &[u8; HEADER_SIZE]) -> Result<NiftiHeader> {
-    let size_le = i32::from_le_bytes([b[0], b[1], b[2], b[3]]);
-    let size_be = i32::from_be_bytes([b[0], b[1], b[2], b[3]]);
-    let be = if size_le == HEADER_SIZE as i32 {
-        false
-    } else if size_be == HEADER_SIZE as i32 {
-        true
-    } else if size_le == NIFTI2_HEADER_SIZE || size_be == NIFTI2_HEADER_SIZE || &b[4..7] == b"n+2" {
-        return Err(IoError::UnsupportedFormat {
-            path: path.to_path_buf(),
-            reason: "NIfTI-2 file (sizeof_hdr = 540); only NIfTI-1 is read, convert it \
-                     (for example with nibabel or `fslchfiletype NIFTI_GZ`)"
-                .into(),
-        });
-    } else {
-        return Err(IoError::InvalidFile {
-            path: path.to_path_buf(),
-            reason: format!("sizeof_hdr is {size_le} (read little-endian), expected 348"),
-        });
-    };
+    let be = byte_order(path, b)?;
     let f = Fields { b, be };
-
-    let magic = &b[344..348];
-    if magic == b"ni1\0" {
-        return Err(IoError::UnsupportedFormat {
-            path: path.to_path_buf(),
-            reason: "header-only NIfTI-1 (.hdr/.img pair); only single-file .nii/.nii.gz is read"
-                .into(),
-        });
-    }
-    if magic != b"n+1\0" {
-        return Err(IoError::InvalidFile {
-            path: path.to_path_buf(),
-            reason: format!("magic is {magic:?}, expected \"n+1\\0\" (Analyze 7.5 is not read)"),
-        });
-    }
-
-    let dim: [i16; 8] = std::array::from_fn(|i| f.i16(40 + 2 * i));
-    let ndim = dim[0];
-    if !(1..=7).contains(&ndim) {
-        return Err(invalid(
-            path,
-            "dim[0]",
-            ndim,
-            "the number of dimensions, 1 to 7",
-        ));
-    }
-    let ndim = ndim as usize;
-    const DIM_NAMES: [&str; 8] = [
-        "dim[0]", "dim[1]", "dim[2]", "dim[3]", "dim[4]", "dim[5]", "dim[6]", "dim[7]",
-    ];
-    let mut shape = Vec::with_capacity(ndim);
-    for i in 1..=ndim {
-        if dim[i] < 1 {
-            return Err(invalid(
-                path,
-                DIM_NAMES[i],
-                dim[i],
-                "at least 1 voxel along every axis",
-            ));
-        }
-        shape.push(dim[i] as usize);
-    }
-
+    check_magic(path, b)?;
+    let shape = shape(path, &f)?;
+    let ndim = shape.len();
     let code = f.i16(70);
     let datatype = Datatype::from_code(code).ok_or_else(|| IoError::UnsupportedFormat {
         path: path.to_path_buf(),
@@ -341,24 +283,14 @@ pub(crate) fn decode(path: &Path, b: &[u8; HEADER_SIZE]) -> Result<NiftiHeader> 
         }
     };
 
-    let qform_code = f.i16(252);
-    let sform_code = f.i16(254);
-    let srow = |off: usize| -> [f64; 4] { std::array::from_fn(|i| f64::from(f.f32(off + 4 * i))) };
-    let sform =
-        xform_valid(sform_code).then(|| [srow(280), srow(296), srow(312), [0.0, 0.0, 0.0, 1.0]]);
-    let qform = if xform_valid(qform_code) {
-        let bcd = [f.f32(256), f.f32(260), f.f32(264)];
-        let offsets = [f.f32(268), f.f32(272), f.f32(276)].map(f64::from);
-        Some(qform_affine(path, bcd, offsets, &pixdim)?)
-    } else {
-        None
-    };
-    let (affine, affine_source) = match (sform, qform) {
-        (Some(s), _) => (s, AffineSource::Sform),
-        (None, Some(q)) => (q, AffineSource::Qform),
-        (None, None) => (base_affine(&shape, &pixdim), AffineSource::Base),
-    };
-
+    let Orientation {
+        qform_code,
+        sform_code,
+        qform,
+        sform,
+        affine,
+        affine_source,
+    } = orientation(path, &f, &shape, &pixdim)?;
     Ok(NiftiHeader {
         datatype,
         big_endian: be,
@@ -373,6 +305,125 @@ pub(crate) fn decode(path: &Path, b: &[u8; HEADER_SIZE]) -> Result<NiftiHeader> 
         affine,
         affine_source,
         vox_offset: vox_offset as usize,
+    })
+}
+
+/// Whether the header is big-endian, from `sizeof_hdr` read both ways.
+fn byte_order(path: &Path, b: &[u8; HEADER_SIZE]) -> Result<bool> {
+    let size_le = i32::from_le_bytes([b[0], b[1], b[2], b[3]]);
+    let size_be = i32::from_be_bytes([b[0], b[1], b[2], b[3]]);
+    if size_le == HEADER_SIZE as i32 {
+        Ok(false)
+    } else if size_be == HEADER_SIZE as i32 {
+        Ok(true)
+    } else if size_le == NIFTI2_HEADER_SIZE || size_be == NIFTI2_HEADER_SIZE || &b[4..7] == b"n+2" {
+        Err(IoError::UnsupportedFormat {
+            path: path.to_path_buf(),
+            reason: "NIfTI-2 file (sizeof_hdr = 540); only NIfTI-1 is read, convert it \
+                     (for example with nibabel or `fslchfiletype NIFTI_GZ`)"
+                .into(),
+        })
+    } else {
+        Err(IoError::InvalidFile {
+            path: path.to_path_buf(),
+            reason: format!("sizeof_hdr is {size_le} (read little-endian), expected 348"),
+        })
+    }
+}
+
+/// A single-file NIfTI-1 (`n+1`), not a header-only pair or Analyze.
+fn check_magic(path: &Path, b: &[u8; HEADER_SIZE]) -> Result<()> {
+    let magic = &b[344..348];
+    if magic == b"ni1\0" {
+        return Err(IoError::UnsupportedFormat {
+            path: path.to_path_buf(),
+            reason: "header-only NIfTI-1 (.hdr/.img pair); only single-file .nii/.nii.gz is read"
+                .into(),
+        });
+    }
+    if magic != b"n+1\0" {
+        return Err(IoError::InvalidFile {
+            path: path.to_path_buf(),
+            reason: format!("magic is {magic:?}, expected \"n+1\\0\" (Analyze 7.5 is not read)"),
+        });
+    }
+    Ok(())
+}
+
+/// `dim`: 1 to 7 axes of at least one voxel.
+fn shape(path: &Path, f: &Fields<'_>) -> Result<Vec<usize>> {
+    let dim: [i16; 8] = std::array::from_fn(|i| f.i16(40 + 2 * i));
+    let ndim = dim[0];
+    if !(1..=7).contains(&ndim) {
+        return Err(invalid(
+            path,
+            "dim[0]",
+            ndim,
+            "the number of dimensions, 1 to 7",
+        ));
+    }
+    let ndim = ndim as usize;
+    const DIM_NAMES: [&str; 8] = [
+        "dim[0]", "dim[1]", "dim[2]", "dim[3]", "dim[4]", "dim[5]", "dim[6]", "dim[7]",
+    ];
+    let mut shape = Vec::with_capacity(ndim);
+    for i in 1..=ndim {
+        if dim[i] < 1 {
+            return Err(invalid(
+                path,
+                DIM_NAMES[i],
+                dim[i],
+                "at least 1 voxel along every axis",
+            ));
+        }
+        shape.push(dim[i] as usize);
+    }
+    Ok(shape)
+}
+
+/// The header's orientation fields and the affine nibabel picks from them.
+struct Orientation {
+    qform_code: i16,
+    sform_code: i16,
+    qform: Option<Affine>,
+    sform: Option<Affine>,
+    affine: Affine,
+    affine_source: AffineSource,
+}
+
+/// The codes, the qform and sform (where their codes say they are valid) and the affine
+/// nibabel picks: the sform, else the qform, else the base affine of the voxel sizes.
+fn orientation(
+    path: &Path,
+    f: &Fields<'_>,
+    shape: &[usize],
+    pixdim: &[f64; 8],
+) -> Result<Orientation> {
+    let qform_code = f.i16(252);
+    let sform_code = f.i16(254);
+    let srow = |off: usize| -> [f64; 4] { std::array::from_fn(|i| f64::from(f.f32(off + 4 * i))) };
+    let sform =
+        xform_valid(sform_code).then(|| [srow(280), srow(296), srow(312), [0.0, 0.0, 0.0, 1.0]]);
+    let qform = if xform_valid(qform_code) {
+        let bcd = [f.f32(256), f.f32(260), f.f32(264)];
+        let offsets = [f.f32(268), f.f32(272), f.f32(276)].map(f64::from);
+        Some(qform_affine(path, bcd, offsets, pixdim)?)
+    } else {
+        None
+    };
+    let (affine, affine_source) = match (sform, qform) {
+        (Some(s), _) => (s, AffineSource::Sform),
+        (None, Some(q)) => (q, AffineSource::Qform),
+        (None, None) => (base_affine(shape, pixdim), AffineSource::Base),
+    };
+
+    Ok(Orientation {
+        qform_code,
+        sform_code,
+        qform,
+        sform,
+        affine,
+        affine_source,
     })
 }
 
