@@ -415,11 +415,36 @@ impl RunConfig {
         Ok(config)
     }
 
-    /// Checks every value once (called by the constructors).
+    /// Checks every value once (called by the constructors), section by section in the order
+    /// of the file.
     ///
     /// # Errors
     /// The first offending key, as [`ConfigError::Invalid`] or [`ConfigError::Section`].
     pub fn validate(&self) -> Result<()> {
+        self.validate_name()?;
+        if let Some(s) = &self.synth {
+            s.validate().map_err(section("synth"))?;
+        }
+        self.validate_preprocess()?;
+        self.validate_data()?;
+        self.model
+            .validate(self.preprocess.slice_size[0])
+            .map_err(section("model"))?;
+        self.train.validate().map_err(section("train"))?;
+        if !(1..=64).contains(&self.ensemble.members) {
+            return invalid("ensemble.members", self.ensemble.members, "1 to 64 members");
+        }
+        self.threshold.validate()?;
+        self.validate_statistics()?;
+        self.evaluation.validate_numbers()?;
+        if let Some(g) = &self.gate {
+            validate_gate_numbers(g)?;
+        }
+        self.report.validate()
+    }
+
+    /// `name`: letters, digits, `-` and `_`.
+    fn validate_name(&self) -> Result<()> {
         if self.name.is_empty()
             || !self
                 .name
@@ -432,9 +457,12 @@ impl RunConfig {
                 "a non-empty name of letters, digits, `-` and `_`",
             );
         }
-        if let Some(s) = &self.synth {
-            s.validate().map_err(section("synth"))?;
-        }
+        Ok(())
+    }
+
+    /// `[preprocess]`: its own checks, then square slices whose side the models can halve four
+    /// times.
+    fn validate_preprocess(&self) -> Result<()> {
         self.preprocess.check().map_err(section("preprocess"))?;
         let [h, w] = self.preprocess.slice_size;
         if h != w || h % 16 != 0 {
@@ -444,40 +472,12 @@ impl RunConfig {
                 "square slices whose side is a multiple of 16 (64, 128, 256)",
             );
         }
-        self.validate_data()?;
-        self.model.validate(h).map_err(section("model"))?;
-        self.train.validate().map_err(section("train"))?;
-        if !(1..=64).contains(&self.ensemble.members) {
-            return invalid("ensemble.members", self.ensemble.members, "1 to 64 members");
-        }
-        let t = &self.threshold;
-        if !(t.target_fpr > 0.0 && t.target_fpr < 1.0) {
-            return invalid(
-                "threshold.target_fpr",
-                t.target_fpr,
-                "a rate strictly between 0 and 1 (0.05 for the paper)",
-            );
-        }
-        match (t.method, t.value) {
-            (ThresholdMethod::Fixed, None) => {
-                return invalid(
-                    "threshold.value",
-                    "(missing)",
-                    "a finite threshold when method = \"fixed\"",
-                );
-            }
-            (ThresholdMethod::Fixed, Some(v)) if !v.is_finite() => {
-                return invalid("threshold.value", v, "a finite threshold");
-            }
-            (ThresholdMethod::HealthyFpr, Some(v)) => {
-                return invalid(
-                    "threshold.value",
-                    v,
-                    "no value with method = \"healthy_fpr\" (set method = \"fixed\" to use it)",
-                );
-            }
-            _ => {}
-        }
+        Ok(())
+    }
+
+    /// The statistics asked for (`evaluation.statistics`, `evaluation.prior_knowledge` and the
+    /// gate's components): provided by the model, and an ensemble for WAIC.
+    fn validate_statistics(&self) -> Result<()> {
         let e = &self.evaluation;
         if e.statistics.is_empty() {
             return invalid("evaluation.statistics", "[]", "at least one statistic");
@@ -533,78 +533,10 @@ impl RunConfig {
                 "statistics that are also listed in evaluation.statistics",
             );
         }
-        if e.bootstrap_resamples != 0 && e.bootstrap_resamples < 100 {
-            return invalid(
-                "evaluation.bootstrap_resamples",
-                e.bootstrap_resamples,
-                "0 (no intervals) or at least 100",
-            );
-        }
-        if !(e.confidence > 0.0 && e.confidence < 1.0) {
-            return invalid(
-                "evaluation.confidence",
-                e.confidence,
-                "a coverage strictly between 0 and 1 (0.95)",
-            );
-        }
-        if e.slice_stride == 0 {
-            return invalid("evaluation.slice_stride", 0, "an integer >= 1");
-        }
-        if !(e.min_adequacy.is_finite() && e.min_adequacy <= 1.0) {
-            return invalid(
-                "evaluation.min_adequacy",
-                e.min_adequacy,
-                "a number <= 1 (0.5; 1 means as good as a 1-pixel blur)",
-            );
-        }
-        if let Some(g) = &self.gate {
-            for (key, a) in [
-                ("gate.alpha", g.alpha),
-                ("gate.lesion_alpha", g.lesion_alpha),
-                ("gate.fit_fraction", g.fit_fraction),
-            ] {
-                if !(a > 0.0 && a < 1.0) {
-                    return invalid(key, a, "a fraction strictly between 0 and 1");
-                }
-            }
-            if g.shift.is_empty() {
-                return invalid("gate.shift", "[]", "at least one global-shift component");
-            }
-            let goals = &g.goals;
-            for (key, v) in [
-                ("gate.goals.id_acceptance", goals.id_acceptance),
-                ("gate.goals.lesional_acceptance", goals.lesional_acceptance),
-                ("gate.goals.lesion_sensitivity", goals.lesion_sensitivity),
-                ("gate.goals.healthy_flag_rate", goals.healthy_flag_rate),
-                ("gate.goals.lesion_auroc", goals.lesion_auroc),
-                ("gate.goals.harmful_rejection", goals.harmful_rejection),
-            ] {
-                if !(0.0..=1.0).contains(&v) {
-                    return invalid(key, v, "a share of scans (or an AUROC) in [0, 1]");
-                }
-            }
-            for (key, v) in [
-                ("gate.goals.harmful_fpr_ratio", goals.harmful_fpr_ratio),
-                ("gate.goals.accepted_fpr_ratio", goals.accepted_fpr_ratio),
-            ] {
-                if !(v.is_finite() && v > 0.0) {
-                    return invalid(key, v, "a positive multiple of threshold.target_fpr (1.5)");
-                }
-            }
-        }
-        let r = &self.report;
-        if !(10..=10_000).contains(&r.curve_points) {
-            return invalid("report.curve_points", r.curve_points, "10 to 10000 points");
-        }
-        if !(5..=1000).contains(&r.histogram_bins) {
-            return invalid("report.histogram_bins", r.histogram_bins, "5 to 1000 bins");
-        }
-        if r.grid_examples > 16 {
-            return invalid("report.grid_examples", r.grid_examples, "0 to 16 examples");
-        }
         Ok(())
     }
 
+    /// `[data]`: the root's syntax, the training and validation sets, then the test sets.
     fn validate_data(&self) -> Result<()> {
         let d = &self.data;
         if let Some(root) = &d.root {
@@ -612,103 +544,102 @@ impl RunConfig {
             // where a finished run scores new scans
             expand_env_with("data.root", root, |_| Some(String::new()))?;
         }
-        let check_spec = |key: &str,
-                          dir: &Option<String>,
-                          synth_set: &Option<String>,
-                          layout: &Option<LayoutConfig>|
-         -> Result<()> {
-            if let Some(dir) = dir {
-                if synth_set.is_some() {
-                    return invalid(
-                        format!("{key}.dir"),
-                        format!("{dir:?}"),
-                        "no `dir` with `synth_set` (it is for layouts)",
-                    );
-                }
-                let path = Path::new(dir);
-                if path.is_absolute()
-                    || path
-                        .components()
-                        .any(|c| matches!(c, std::path::Component::ParentDir))
-                {
-                    return invalid(
-                        format!("{key}.dir"),
-                        format!("{dir:?}"),
-                        "a folder relative to data.root, without `..`",
-                    );
-                }
-            }
-            match (synth_set, layout) {
-                (Some(name), None) => {
-                    let Some(synth) = &self.synth else {
-                        return invalid(
-                            format!("{key}.synth_set"),
-                            format!("{name:?}"),
-                            "a [synth] section to take the set from",
-                        );
-                    };
-                    if !synth.sets.iter().any(|s| &s.name == name) {
-                        let names: Vec<&str> = synth.sets.iter().map(|s| s.name.as_str()).collect();
-                        return invalid(
-                            format!("{key}.synth_set"),
-                            format!("{name:?}"),
-                            format!("one of the [[synth.sets]]: {}", names.join(", ")),
-                        );
-                    }
-                    Ok(())
-                }
-                (None, Some(layout)) => layout
-                    .check()
-                    .map(|_| ())
-                    .map_err(section(&format!("{key}.layout"))),
-                (Some(_), Some(_)) => invalid(
-                    key,
-                    "both synth_set and layout",
-                    "exactly one of synth_set and layout",
-                ),
-                (None, None) => invalid(
-                    key,
-                    "neither synth_set nor layout",
-                    "exactly one of synth_set and layout",
-                ),
-            }
-        };
-        check_spec(
-            "data.train",
-            &d.train.dir,
-            &d.train.synth_set,
-            &d.train.layout,
-        )?;
-        check_spec(
-            "data.validation",
-            &d.validation.dir,
-            &d.validation.synth_set,
-            &d.validation.layout,
-        )?;
+        for (key, spec) in [("data.train", &d.train), ("data.validation", &d.validation)] {
+            self.validate_source(
+                key,
+                spec.dir.as_deref(),
+                spec.synth_set.as_deref(),
+                spec.layout.as_ref(),
+            )?;
+        }
         if d.test.is_empty() {
             return invalid("data.test", "[]", "at least one [[data.test]] set");
         }
-        for (i, t) in d.test.iter().enumerate() {
-            let key = format!("data.test[{i}]");
-            if t.name.trim().is_empty() {
-                return invalid(
-                    format!("{key}.name"),
-                    format!("{:?}", t.name),
-                    "a non-empty name",
-                );
-            }
-            if d.test[..i].iter().any(|o| o.name == t.name) {
-                return invalid(
-                    format!("{key}.name"),
-                    format!("{:?}", t.name),
-                    "a name not used by another test set",
-                );
-            }
-            check_spec(&key, &t.dir, &t.synth_set, &t.layout)?;
-            if let Some(h) = &t.histogram_match {
-                h.check()
-                    .map_err(section(&format!("{key}.histogram_match")))?;
-            }
+        for i in 0..d.test.len() {
+            self.validate_test_set(i)?;
+        }
+        Ok(())
+    }
+
+    /// `data.test[i]`: a name of its own, its source and its histogram matching.
+    fn validate_test_set(&self, i: usize) -> Result<()> {
+        let tests = &self.data.test;
+        let t = &tests[i];
+        let key = format!("data.test[{i}]");
+        if t.name.trim().is_empty() {
+            return invalid(
+                format!("{key}.name"),
+                format!("{:?}", t.name),
+                "a non-empty name",
+            );
+        }
+        if tests[..i].iter().any(|o| o.name == t.name) {
+            return invalid(
+                format!("{key}.name"),
+                format!("{:?}", t.name),
+                "a name not used by another test set",
+            );
+        }
+        self.validate_source(
+            &key,
+            t.dir.as_deref(),
+            t.synth_set.as_deref(),
+            t.layout.as_ref(),
+        )?;
+        if let Some(h) = &t.histogram_match {
+            h.check()
+                .map_err(section(&format!("{key}.histogram_match")))?;
+        }
+        Ok(())
+    }
+
+    /// Where the dataset at `key` comes from: a `dir` (for a layout: relative, without `..`),
+    /// and exactly one of a `synth_set` of `[synth]` and a layout.
+    fn validate_source(
+        &self,
+        key: &str,
+        dir: Option<&str>,
+        synth_set: Option<&str>,
+        layout: Option<&LayoutConfig>,
+    ) -> Result<()> {
+        if let Some(dir) = dir {
+            validate_dir(key, dir, synth_set.is_some())?;
+        }
+        match (synth_set, layout) {
+            (Some(name), None) => self.validate_synth_set(key, name),
+            (None, Some(layout)) => layout
+                .check()
+                .map(|_| ())
+                .map_err(section(&format!("{key}.layout"))),
+            (Some(_), Some(_)) => invalid(
+                key,
+                "both synth_set and layout",
+                "exactly one of synth_set and layout",
+            ),
+            (None, None) => invalid(
+                key,
+                "neither synth_set nor layout",
+                "exactly one of synth_set and layout",
+            ),
+        }
+    }
+
+    /// `key.synth_set = name`: a set of `[synth]`.
+    fn validate_synth_set(&self, key: &str, name: &str) -> Result<()> {
+        let Some(synth) = &self.synth else {
+            return invalid(
+                format!("{key}.synth_set"),
+                format!("{name:?}"),
+                "a [synth] section to take the set from",
+            );
+        };
+        if !synth.sets.iter().any(|s| s.name == name) {
+            let names: Vec<&str> = synth.sets.iter().map(|s| s.name.as_str()).collect();
+            return invalid(
+                format!("{key}.synth_set"),
+                format!("{name:?}"),
+                format!("one of the [[synth.sets]]: {}", names.join(", ")),
+            );
         }
         Ok(())
     }
@@ -756,6 +687,160 @@ impl RunConfig {
             other => ConfigError::Serialize(other.to_string()),
         })?;
         Ok(path)
+    }
+}
+
+/// `key.dir`: only beside a layout (`with_synth_set` says it is beside a phantom set), and a
+/// folder relative to `data.root` without `..`.
+fn validate_dir(key: &str, dir: &str, with_synth_set: bool) -> Result<()> {
+    if with_synth_set {
+        return invalid(
+            format!("{key}.dir"),
+            format!("{dir:?}"),
+            "no `dir` with `synth_set` (it is for layouts)",
+        );
+    }
+    let path = Path::new(dir);
+    if path.is_absolute()
+        || path
+            .components()
+            .any(|c| matches!(c, std::path::Component::ParentDir))
+    {
+        return invalid(
+            format!("{key}.dir"),
+            format!("{dir:?}"),
+            "a folder relative to data.root, without `..`",
+        );
+    }
+    Ok(())
+}
+
+impl ThresholdConfig {
+    /// A target FPR strictly between 0 and 1, and a finite value exactly with
+    /// `method = "fixed"`.
+    fn validate(&self) -> Result<()> {
+        if !(self.target_fpr > 0.0 && self.target_fpr < 1.0) {
+            return invalid(
+                "threshold.target_fpr",
+                self.target_fpr,
+                "a rate strictly between 0 and 1 (0.05 for the paper)",
+            );
+        }
+        match (self.method, self.value) {
+            (ThresholdMethod::Fixed, None) => invalid(
+                "threshold.value",
+                "(missing)",
+                "a finite threshold when method = \"fixed\"",
+            ),
+            (ThresholdMethod::Fixed, Some(v)) if !v.is_finite() => {
+                invalid("threshold.value", v, "a finite threshold")
+            }
+            (ThresholdMethod::HealthyFpr, Some(v)) => invalid(
+                "threshold.value",
+                v,
+                "no value with method = \"healthy_fpr\" (set method = \"fixed\" to use it)",
+            ),
+            _ => Ok(()),
+        }
+    }
+}
+
+impl EvaluationConfig {
+    /// The numbers of `[evaluation]` (its statistics are checked against the model by
+    /// `RunConfig::validate_statistics`).
+    fn validate_numbers(&self) -> Result<()> {
+        if self.bootstrap_resamples != 0 && self.bootstrap_resamples < 100 {
+            return invalid(
+                "evaluation.bootstrap_resamples",
+                self.bootstrap_resamples,
+                "0 (no intervals) or at least 100",
+            );
+        }
+        if !(self.confidence > 0.0 && self.confidence < 1.0) {
+            return invalid(
+                "evaluation.confidence",
+                self.confidence,
+                "a coverage strictly between 0 and 1 (0.95)",
+            );
+        }
+        if self.slice_stride == 0 {
+            return invalid("evaluation.slice_stride", 0, "an integer >= 1");
+        }
+        if !(self.min_adequacy.is_finite() && self.min_adequacy <= 1.0) {
+            return invalid(
+                "evaluation.min_adequacy",
+                self.min_adequacy,
+                "a number <= 1 (0.5; 1 means as good as a 1-pixel blur)",
+            );
+        }
+        Ok(())
+    }
+}
+
+/// The numbers of `[gate]`: its rates, at least one shift component, and its goals (its
+/// statistics are checked against the model by `RunConfig::validate_statistics`).
+fn validate_gate_numbers(g: &GateConfig) -> Result<()> {
+    for (key, a) in [
+        ("gate.alpha", g.alpha),
+        ("gate.lesion_alpha", g.lesion_alpha),
+        ("gate.fit_fraction", g.fit_fraction),
+    ] {
+        if !(a > 0.0 && a < 1.0) {
+            return invalid(key, a, "a fraction strictly between 0 and 1");
+        }
+    }
+    if g.shift.is_empty() {
+        return invalid("gate.shift", "[]", "at least one global-shift component");
+    }
+    let goals = &g.goals;
+    for (key, v) in [
+        ("gate.goals.id_acceptance", goals.id_acceptance),
+        ("gate.goals.lesional_acceptance", goals.lesional_acceptance),
+        ("gate.goals.lesion_sensitivity", goals.lesion_sensitivity),
+        ("gate.goals.healthy_flag_rate", goals.healthy_flag_rate),
+        ("gate.goals.lesion_auroc", goals.lesion_auroc),
+        ("gate.goals.harmful_rejection", goals.harmful_rejection),
+    ] {
+        if !(0.0..=1.0).contains(&v) {
+            return invalid(key, v, "a share of scans (or an AUROC) in [0, 1]");
+        }
+    }
+    for (key, v) in [
+        ("gate.goals.harmful_fpr_ratio", goals.harmful_fpr_ratio),
+        ("gate.goals.accepted_fpr_ratio", goals.accepted_fpr_ratio),
+    ] {
+        if !(v.is_finite() && v > 0.0) {
+            return invalid(key, v, "a positive multiple of threshold.target_fpr (1.5)");
+        }
+    }
+    Ok(())
+}
+
+impl ReportConfig {
+    /// Curve points, histogram bins and grid examples within their ranges.
+    fn validate(&self) -> Result<()> {
+        if !(10..=10_000).contains(&self.curve_points) {
+            return invalid(
+                "report.curve_points",
+                self.curve_points,
+                "10 to 10000 points",
+            );
+        }
+        if !(5..=1000).contains(&self.histogram_bins) {
+            return invalid(
+                "report.histogram_bins",
+                self.histogram_bins,
+                "5 to 1000 bins",
+            );
+        }
+        if self.grid_examples > 16 {
+            return invalid(
+                "report.grid_examples",
+                self.grid_examples,
+                "0 to 16 examples",
+            );
+        }
+        Ok(())
     }
 }
 
