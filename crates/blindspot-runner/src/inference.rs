@@ -1,6 +1,11 @@
 //! Inference of the ensemble over the validation set and the test sets: fixed chunks of
 //! [`INFER_BATCH`] slices, each with its own random stream, turned into [`SliceRecord`]s and
 //! pixel-score accumulators ([`SetData`]).
+//!
+//! The run config reaches inference once, as [`InferenceSettings`]; each set comes as a
+//! [`SetSpec`] and its place in a sharded evaluation as a [`ChunkPlan`]. A set's inference
+//! reads a chunk ([`ChunkInput`]), runs the members on it, and adds its slices to the set
+//! ([`SetBuilder`]); the set's WAIC comes last, from every member's records.
 
 use blindspot_core::{Batch, MapKind, Members, SliceOutputs, SliceSource, stat};
 use blindspot_metrics::RankAccumulator;
@@ -22,6 +27,62 @@ use crate::transforms::apply_transform;
 
 /// Slices per inference batch.
 pub(crate) const INFER_BATCH: usize = 32;
+
+/// What inference reads from the run config, built once ([`InferenceSettings::of`]).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct InferenceSettings {
+    /// Every `slice_stride`-th slice of a cache is inferred (`evaluation.slice_stride`).
+    pub(crate) slice_stride: usize,
+    /// The model's latent dimension, which the slice records' ELBO reads.
+    pub(crate) latent_dim: usize,
+    /// The seed of the test-set transforms (the run's `seed`).
+    pub(crate) transform_seed: u64,
+    /// Which slices a set keeps as examples for its grid.
+    pub(crate) examples: ExampleSettings,
+    /// Whether every inferred slice's post-processed residual is kept ([`SetData::maps`]).
+    pub(crate) keep_maps: bool,
+    /// Whether inference shows a progress bar (`train.progress`).
+    pub(crate) progress: bool,
+}
+
+impl InferenceSettings {
+    /// The settings of `config` (keeping no maps: only scoring keeps them).
+    pub(crate) fn of(config: &RunConfig) -> Self {
+        Self {
+            slice_stride: config.evaluation.slice_stride,
+            latent_dim: config.model.latent_dims(),
+            transform_seed: config.seed,
+            examples: ExampleSettings {
+                count: config.report.grid_examples,
+                lesional_pixels: config.evaluation.lesional_pixels,
+            },
+            keep_maps: false,
+            progress: config.train.progress,
+        }
+    }
+}
+
+/// Which example slices a set keeps for the report's slice grid ([`example_slices`]).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct ExampleSettings {
+    /// How many (`report.grid_examples`; 0: none).
+    pub(crate) count: usize,
+    /// A slice with more lesion pixels than this is lesional (`evaluation.lesional_pixels`).
+    pub(crate) lesional_pixels: usize,
+}
+
+/// One dataset to infer.
+#[derive(Debug, Clone)]
+pub(crate) struct SetSpec {
+    /// The dataset of its slices' ids (`01-validation`: the cache's number and the name).
+    pub(crate) dataset: String,
+    /// The set's name in the config.
+    pub(crate) name: String,
+    /// Its role (`None`: the validation set, or a scan being scored).
+    pub(crate) role: Option<Role>,
+    /// The transform applied to its slices before inference.
+    pub(crate) transform: Transform,
+}
 
 /// One dataset after inference (or the part of it one shard inferred).
 pub(crate) struct SetData {
@@ -66,9 +127,9 @@ pub(crate) struct Example {
 pub(crate) fn example_slices(
     cache: &CacheSlices,
     indices: &[usize],
-    config: &RunConfig,
+    settings: ExampleSettings,
 ) -> Vec<usize> {
-    let k = config.report.grid_examples;
+    let k = settings.count;
     if k == 0 || indices.is_empty() {
         return Vec::new();
     }
@@ -77,7 +138,7 @@ pub(crate) fn example_slices(
     let mut lesional: Vec<usize> = indices
         .iter()
         .copied()
-        .filter(|&i| lesion(i) > config.evaluation.lesional_pixels)
+        .filter(|&i| lesion(i) > settings.lesional_pixels)
         .collect();
     if !lesional.is_empty() {
         lesional.sort_by_key(|&i| (std::cmp::Reverse(lesion(i)), i));
@@ -92,9 +153,9 @@ pub(crate) fn example_slices(
     picks
 }
 
-/// The evaluated datasets in order (validation, then the test sets): name, role and
-/// transform.
-pub(crate) fn evaluated_sets(config: &RunConfig) -> Vec<(String, Option<Role>, Transform)> {
+/// The evaluated datasets in order (validation, then the test sets); the set at position `i`
+/// is cache `i + 1` of the run.
+pub(crate) fn evaluated_sets(config: &RunConfig) -> Vec<SetSpec> {
     std::iter::once(("validation".to_owned(), None, Transform::None))
         .chain(
             config
@@ -103,26 +164,36 @@ pub(crate) fn evaluated_sets(config: &RunConfig) -> Vec<(String, Option<Role>, T
                 .iter()
                 .map(|t| (t.name.clone(), Some(t.role), t.transform)),
         )
+        .enumerate()
+        .map(|(i, (name, role, transform))| SetSpec {
+            dataset: format!("{:02}-{name}", i + 1),
+            name,
+            role,
+            transform,
+        })
         .collect()
 }
 
-pub(crate) fn chunk_count(cache: &CacheSlices, config: &RunConfig) -> usize {
-    inferred_slices(cache, config).len().div_ceil(INFER_BATCH)
+/// The number of chunks of [`INFER_BATCH`] slices inference splits `cache` into.
+pub(crate) fn chunk_count(cache: &CacheSlices, slice_stride: usize) -> usize {
+    inferred_slices(cache, slice_stride)
+        .len()
+        .div_ceil(INFER_BATCH)
 }
 
 /// The progress bar of inference over the chunks `shard` owns.
 pub(crate) fn progress_for(
-    config: &RunConfig,
+    settings: &InferenceSettings,
     caches: &[CacheSlices],
     shard: Shard,
 ) -> indicatif::ProgressBar {
-    if !config.train.progress {
+    if !settings.progress {
         return indicatif::ProgressBar::hidden();
     }
     let total: usize = caches
         .iter()
         .flat_map(|c| {
-            inferred_slices(c, config)
+            inferred_slices(c, settings.slice_stride)
                 .chunks(INFER_BATCH)
                 .map(<[usize]>::len)
                 .collect::<Vec<_>>()
@@ -146,7 +217,7 @@ pub(crate) fn progress(total: u64, what: &str) -> indicatif::ProgressBar {
     bar
 }
 
-/// Where one [`infer_set`] call sits in the evaluation: its shard, the global index of the
+/// Where one set's inference sits in the evaluation: its shard, the global index of the
 /// set's first chunk (chunks are numbered over all evaluated sets, so shards stay balanced),
 /// and the seed of the inference randomness (chunk `c` draws from stream `c` of it).
 #[derive(Debug, Clone, Copy)]
@@ -156,17 +227,75 @@ pub(crate) struct ChunkPlan {
     pub(crate) seed: u64,
 }
 
-/// The slices of `cache` that are inferred: every `stride`-th one.
-pub(crate) fn inferred_slices(cache: &CacheSlices, config: &RunConfig) -> Vec<usize> {
-    (0..cache.len())
-        .step_by(config.evaluation.slice_stride)
-        .collect()
+impl ChunkPlan {
+    /// The random stream of the chunk with global index `chunk`.
+    fn rng(&self, chunk: usize) -> ChaCha8Rng {
+        let mut rng = ChaCha8Rng::seed_from_u64(self.seed);
+        rng.set_stream(chunk as u64);
+        rng
+    }
 }
 
-/// Inference of the ensemble on every `stride`-th slice of `cache`, in fixed chunks of
-/// [`INFER_BATCH`] slices, keeping the chunks `plan.shard` owns. Each chunk draws from its own
-/// random stream, so a slice's outputs do not depend on the sharding.
-#[allow(clippy::too_many_arguments)] // two call sites; a struct would only rename the arguments
+/// The slices of `cache` that are inferred: every `slice_stride`-th one.
+pub(crate) fn inferred_slices(cache: &CacheSlices, slice_stride: usize) -> Vec<usize> {
+    (0..cache.len()).step_by(slice_stride).collect()
+}
+
+/// The ensemble on its device, with what the inference of every set shares: the settings and
+/// the progress bar.
+pub(crate) struct EnsembleInference<'a, B: Backend> {
+    pub(crate) ensemble: &'a dyn Members<B>,
+    pub(crate) device: &'a B::Device,
+    pub(crate) settings: InferenceSettings,
+    pub(crate) bar: &'a indicatif::ProgressBar,
+}
+
+impl<B: Backend> EnsembleInference<'_, B> {
+    /// Inference of the ensemble on every `stride`-th slice of `cache`, in fixed chunks of
+    /// [`INFER_BATCH`] slices, keeping the chunks `plan.shard` owns. Each chunk draws from its
+    /// own random stream, so a slice's outputs do not depend on the sharding.
+    pub(crate) fn infer_set(
+        &self,
+        cache: &CacheSlices,
+        spec: &SetSpec,
+        plan: ChunkPlan,
+    ) -> Result<SetData> {
+        let indices = inferred_slices(cache, self.settings.slice_stride);
+        let mut set = SetBuilder::new(cache, spec, &self.settings, &indices, self.ensemble.len());
+        for (j, chunk) in indices.chunks(INFER_BATCH).enumerate() {
+            let global = plan.first_chunk + j;
+            if !plan.shard.owns(global) {
+                continue;
+            }
+            let input = ChunkInput::read(cache, chunk, spec, self.settings.transform_seed)?;
+            let outs = self.infer_chunk(&input, plan.rng(global))?;
+            set.push_chunk(&input, &outs)?;
+            self.bar.inc(chunk.len() as u64);
+        }
+        set.finish()
+    }
+
+    /// Every member's outputs on one chunk, drawing from `rng`.
+    fn infer_chunk(
+        &self,
+        input: &ChunkInput<'_>,
+        mut rng: ChaCha8Rng,
+    ) -> Result<Vec<SliceOutputs>> {
+        let [h, w] = input.shape;
+        let batch = Batch::<B>::from_host(
+            input.images.clone(),
+            input.masks.clone(),
+            [input.slices.len(), h, w],
+            self.device,
+        )?;
+        Ok(self.ensemble.infer(&batch, &mut rng)?)
+    }
+}
+
+/// [`EnsembleInference::infer_set`] in the shape `score.rs` calls it: one set, with the
+/// settings of `config` and `keep_maps`.
+// Kept for score.rs only (issue 22 left that file alone): once it builds an
+// `EnsembleInference` and a `SetSpec` itself, this adapter and its eleven parameters go.
 pub(crate) fn infer_set<B: Backend>(
     ensemble: &dyn Members<B>,
     cache: &CacheSlices,
@@ -180,168 +309,259 @@ pub(crate) fn infer_set<B: Backend>(
     keep_maps: bool,
     transform: Transform,
 ) -> Result<SetData> {
-    let [h, w] = cache.shape();
-    let hw = h * w;
-    let stats_cfg = SliceStatsConfig::default();
-    let post = PostprocessConfig::default();
-    let latent_dim = config.model.latent_dims();
-    let c = cache.cache();
-    let indices = inferred_slices(cache, config);
-    let mut set = SetData {
+    let inference = EnsembleInference {
+        ensemble,
+        device,
+        settings: InferenceSettings {
+            keep_maps,
+            ..InferenceSettings::of(config)
+        },
+        bar,
+    };
+    let spec = SetSpec {
+        dataset: dataset.to_owned(),
         name: name.to_owned(),
         role,
-        scans: c.subjects().len(),
-        total_slices: indices.len(),
-        records: Vec::new(),
-        record_slices: Vec::new(),
-        member_rec_err: Vec::new(),
-        pixels: vec![RankAccumulator::new(); c.subjects().len()],
-        intensity: RankAccumulator::new(),
-        subjects: c.subjects().to_vec(),
-        maps: Vec::new(),
-        examples: Vec::new(),
+        transform,
     };
-    let wanted = example_slices(cache, &indices, config);
-    let mut member_records: Vec<Vec<SliceRecord>> = vec![Vec::new(); ensemble.len()];
-    for (j, chunk) in indices.chunks(INFER_BATCH).enumerate() {
-        let global = plan.first_chunk + j;
-        if !plan.shard.owns(global) {
-            continue;
-        }
-        let mut rng = ChaCha8Rng::seed_from_u64(plan.seed);
-        rng.set_stream(global as u64);
+    inference.infer_set(cache, &spec, plan)
+}
+
+/// One chunk's slices as the model sees them (the set's transform applied), `n x h x w`.
+struct ChunkInput<'c> {
+    /// The cache index of each slice.
+    slices: &'c [usize],
+    shape: [usize; 2],
+    images: Vec<f32>,
+    masks: Vec<f32>,
+    segs: Vec<u8>,
+}
+
+impl<'c> ChunkInput<'c> {
+    /// Reads the slices `chunk` of `cache` and applies the set's transform (slice `i` with the
+    /// seed `seed ^ i * 0x9e37_79b9_7f4a_7c15`).
+    fn read(cache: &CacheSlices, chunk: &'c [usize], spec: &SetSpec, seed: u64) -> Result<Self> {
+        let [h, w] = cache.shape();
+        let hw = h * w;
         let n = chunk.len();
         let mut images = vec![0.0f32; n * hw];
         let mut masks = vec![0.0f32; n * hw];
         let mut segs = vec![0u8; n * hw];
         for (k, &i) in chunk.iter().enumerate() {
+            let at = k * hw..(k + 1) * hw;
             cache
-                .read(
-                    i,
-                    &mut images[k * hw..(k + 1) * hw],
-                    &mut masks[k * hw..(k + 1) * hw],
-                )
+                .read(i, &mut images[at.clone()], &mut masks[at.clone()])
                 .map_err(|message| RunError::Empty {
-                    dataset: name.to_owned(),
+                    dataset: spec.name.clone(),
                     why: message,
                 })?;
-            segs[k * hw..(k + 1) * hw].copy_from_slice(c.lesion(i));
+            segs[at.clone()].copy_from_slice(cache.cache().lesion(i));
             apply_transform(
-                transform,
+                spec.transform,
                 [h, w],
-                &mut images[k * hw..(k + 1) * hw],
-                &mut masks[k * hw..(k + 1) * hw],
-                &mut segs[k * hw..(k + 1) * hw],
-                config.seed ^ (i as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15),
+                &mut images[at.clone()],
+                &mut masks[at.clone()],
+                &mut segs[at],
+                seed ^ (i as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15),
             );
         }
-        let batch = Batch::<B>::from_host(images.clone(), masks.clone(), [n, h, w], device)?;
-        let outs = ensemble.infer(&batch, &mut rng)?;
-        for (k, &i) in chunk.iter().enumerate() {
-            let id = c.identity(i);
-            let slice_id = SliceId::new(dataset, id.subject, id.index as u32);
-            let x = &images[k * hw..(k + 1) * hw];
-            let mask: Vec<bool> = masks[k * hw..(k + 1) * hw]
-                .iter()
-                .map(|&b| b > 0.5)
-                .collect();
-            let seg: Vec<bool> = segs[k * hw..(k + 1) * hw].iter().map(|&b| b != 0).collect();
-            let members = outs
-                .iter()
-                .map(|o| MemberSlice::of(o, k))
-                .collect::<Vec<_>>();
-            for (m, member) in members.iter().enumerate() {
-                let input = SliceInput {
-                    id: slice_id.clone(),
-                    width: w,
-                    height: h,
-                    residual: member.residual(x),
-                    mask: &mask,
-                    segmentation: Some(&seg),
-                    rec_err: member.rec_err,
-                    kl: member.kl,
-                    latent_dim,
-                    // The VAE's `elbo` is the paper's coded `rec - kl`, not nats: the record
-                    // derives its own (see `neg_elbo_laplace`). A flow's ELBO is exact: its
-                    // log-likelihood.
-                    elbo: member.log_likelihood,
-                    log_likelihood: member.log_likelihood,
-                    latent_mean: None,
-                    image: Some(x),
-                };
-                member_records[m].push(slice_record(&input, &stats_cfg)?);
-            }
-            // The ensemble: the mean map, the mean of each statistic every member has.
-            let mut mean = vec![0.0f32; hw];
-            for member in &members {
-                for (a, b) in mean.iter_mut().zip(member.map) {
-                    *a += b / members.len() as f32;
-                }
-            }
-            let mean_of = |f: fn(&MemberSlice<'_>) -> Option<f64>| {
-                let v: Option<Vec<f64>> = members.iter().map(f).collect();
-                v.map(|v| v.iter().sum::<f64>() / v.len() as f64)
-            };
-            let source = if members[0].map_kind == MapKind::Reconstruction {
-                ResidualSource::Reconstruction {
-                    input: x,
-                    reconstruction: &mean,
-                }
-            } else {
-                ResidualSource::AnomalyMap(&mean)
-            };
-            let input = SliceInput {
-                id: slice_id,
-                width: w,
-                height: h,
-                residual: source,
-                mask: &mask,
-                segmentation: Some(&seg),
-                rec_err: None,
-                kl: mean_of(|m| m.kl),
-                latent_dim,
-                elbo: mean_of(|m| m.log_likelihood),
-                log_likelihood: mean_of(|m| m.log_likelihood),
-                latent_mean: None,
-                image: Some(x),
-            };
-            set.records.push(slice_record(&input, &stats_cfg)?);
-            set.record_slices.push(i);
-            set.member_rec_err
-                .push(members.iter().filter_map(|m| m.rec_err).collect());
-            let residual = postprocess_residual(source, &mask, w, h, &post)?;
-            let scan = c
-                .subjects()
-                .iter()
-                .position(|s| s == id.subject)
-                .unwrap_or(0);
-            if wanted.contains(&i) {
-                set.examples.push(Example {
-                    slice: i,
-                    label: format!("{} z{}", id.subject, id.index),
-                    input: x.to_vec(),
-                    // inside the brain only: the masked loss leaves the rest unconstrained,
-                    // and the input's background there keeps the grid readable
-                    reconstruction: mean
-                        .iter()
-                        .zip(&mask)
-                        .zip(x)
-                        .map(|((&r, &m), &xi)| if m { r } else { xi })
-                        .collect(),
-                    residual: residual.clone(),
-                    lesion: seg.iter().map(|&b| f32::from(u8::from(b))).collect(),
-                });
-            }
-            set.pixels[scan].push_masked(&residual, &seg, &mask)?;
-            set.intensity.push_masked(x, &seg, &mask)?;
-            if keep_maps {
-                set.maps.push((i, residual));
-            }
-        }
-        bar.inc(n as u64);
+        Ok(Self {
+            slices: chunk,
+            shape: [h, w],
+            images,
+            masks,
+            segs,
+        })
     }
-    if ensemble.len() >= 2 {
-        let members: Vec<&[SliceRecord]> = member_records.iter().map(Vec::as_slice).collect();
+
+    /// Slice `k` of the chunk, its mask and segmentation as booleans.
+    fn slice(&self, k: usize) -> InputSlice<'_> {
+        let [h, w] = self.shape;
+        let at = k * h * w..(k + 1) * h * w;
+        InputSlice {
+            index: self.slices[k],
+            shape: self.shape,
+            image: &self.images[at.clone()],
+            mask: self.masks[at.clone()].iter().map(|&b| b > 0.5).collect(),
+            seg: self.segs[at].iter().map(|&b| b != 0).collect(),
+        }
+    }
+}
+
+/// One inferred slice's input: its cache index, shape, image, brain mask and lesion
+/// segmentation.
+struct InputSlice<'a> {
+    index: usize,
+    shape: [usize; 2],
+    image: &'a [f32],
+    mask: Vec<bool>,
+    seg: Vec<bool>,
+}
+
+impl InputSlice<'_> {
+    /// The input of [`slice_record`] for this slice with `residual` and the statistics given.
+    fn record_input<'s>(
+        &'s self,
+        id: SliceId,
+        residual: ResidualSource<'s>,
+        statistics: SliceStatistics,
+        latent_dim: usize,
+    ) -> SliceInput<'s> {
+        let [h, w] = self.shape;
+        SliceInput {
+            id,
+            width: w,
+            height: h,
+            residual,
+            mask: &self.mask,
+            segmentation: Some(&self.seg),
+            rec_err: statistics.rec_err,
+            kl: statistics.kl,
+            latent_dim,
+            elbo: statistics.elbo,
+            log_likelihood: statistics.log_likelihood,
+            latent_mean: None,
+            image: Some(self.image),
+        }
+    }
+}
+
+/// The model statistics of one slice's record.
+#[derive(Debug, Clone, Copy)]
+struct SliceStatistics {
+    rec_err: Option<f64>,
+    kl: Option<f64>,
+    elbo: Option<f64>,
+    log_likelihood: Option<f64>,
+}
+
+/// A set's [`SetData`] as its chunks arrive, with each member's own records for WAIC.
+struct SetBuilder<'c> {
+    cache: &'c CacheSlices,
+    dataset: &'c str,
+    latent_dim: usize,
+    keep_maps: bool,
+    stats: SliceStatsConfig,
+    post: PostprocessConfig,
+    /// The example slices to keep.
+    wanted: Vec<usize>,
+    /// Per member, its records in slice order.
+    member_records: Vec<Vec<SliceRecord>>,
+    set: SetData,
+}
+
+impl<'c> SetBuilder<'c> {
+    /// An empty set of `spec`, of which `indices` are inferred, for an ensemble of `members`.
+    fn new(
+        cache: &'c CacheSlices,
+        spec: &'c SetSpec,
+        settings: &InferenceSettings,
+        indices: &[usize],
+        members: usize,
+    ) -> Self {
+        let subjects = cache.cache().subjects();
+        Self {
+            cache,
+            dataset: &spec.dataset,
+            latent_dim: settings.latent_dim,
+            keep_maps: settings.keep_maps,
+            stats: SliceStatsConfig::default(),
+            post: PostprocessConfig::default(),
+            wanted: example_slices(cache, indices, settings.examples),
+            member_records: vec![Vec::new(); members],
+            set: SetData {
+                name: spec.name.clone(),
+                role: spec.role,
+                scans: subjects.len(),
+                total_slices: indices.len(),
+                records: Vec::new(),
+                record_slices: Vec::new(),
+                member_rec_err: Vec::new(),
+                pixels: vec![RankAccumulator::new(); subjects.len()],
+                intensity: RankAccumulator::new(),
+                subjects: subjects.to_vec(),
+                maps: Vec::new(),
+                examples: Vec::new(),
+            },
+        }
+    }
+
+    /// Adds every slice of an inferred chunk (`outs`: each member's outputs on it).
+    fn push_chunk(&mut self, input: &ChunkInput<'_>, outs: &[SliceOutputs]) -> Result<()> {
+        for k in 0..input.slices.len() {
+            let members: Vec<MemberSlice<'_>> =
+                outs.iter().map(|o| MemberSlice::of(o, k)).collect();
+            self.push_slice(&input.slice(k), &members)?;
+        }
+        Ok(())
+    }
+
+    /// Adds one slice: each member's record, the ensemble's record (the mean map, the mean of
+    /// each statistic every member has), its pixel scores, and its example and map when kept.
+    fn push_slice(&mut self, slice: &InputSlice<'_>, members: &[MemberSlice<'_>]) -> Result<()> {
+        let cache = self.cache;
+        let c = cache.cache();
+        let id = c.identity(slice.index);
+        let slice_id = SliceId::new(self.dataset, id.subject, id.index as u32);
+        for (m, member) in members.iter().enumerate() {
+            let input = slice.record_input(
+                slice_id.clone(),
+                member.residual(slice.image),
+                member.statistics(),
+                self.latent_dim,
+            );
+            self.member_records[m].push(slice_record(&input, &self.stats)?);
+        }
+        let mean = mean_map(members, slice.image.len());
+        let source = if members[0].map_kind == MapKind::Reconstruction {
+            ResidualSource::Reconstruction {
+                input: slice.image,
+                reconstruction: &mean,
+            }
+        } else {
+            ResidualSource::AnomalyMap(&mean)
+        };
+        let input = slice.record_input(
+            slice_id,
+            source,
+            ensemble_statistics(members),
+            self.latent_dim,
+        );
+        self.set.records.push(slice_record(&input, &self.stats)?);
+        self.set.record_slices.push(slice.index);
+        self.set
+            .member_rec_err
+            .push(members.iter().filter_map(|m| m.rec_err).collect());
+        let [h, w] = slice.shape;
+        let residual = postprocess_residual(source, &slice.mask, w, h, &self.post)?;
+        let scan = c
+            .subjects()
+            .iter()
+            .position(|s| s == id.subject)
+            .unwrap_or(0);
+        if self.wanted.contains(&slice.index) {
+            let label = format!("{} z{}", id.subject, id.index);
+            self.set
+                .examples
+                .push(Example::of(slice, label, &mean, &residual));
+        }
+        self.set.pixels[scan].push_masked(&residual, &slice.seg, &slice.mask)?;
+        self.set
+            .intensity
+            .push_masked(slice.image, &slice.seg, &slice.mask)?;
+        if self.keep_maps {
+            self.set.maps.push((slice.index, residual));
+        }
+        Ok(())
+    }
+
+    /// The set, with the ensemble's WAIC of each kind the members' records have added to its
+    /// records (an ensemble of two members or more).
+    fn finish(mut self) -> Result<SetData> {
+        if self.member_records.len() < 2 {
+            return Ok(self.set);
+        }
+        let members: Vec<&[SliceRecord]> = self.member_records.iter().map(Vec::as_slice).collect();
         for kind in [WaicKind::Paper, WaicKind::NegElbo] {
             if members[0]
                 .first()
@@ -351,13 +571,60 @@ pub(crate) fn infer_set<B: Backend>(
             }
             let scores = ensemble_waic(&members, kind)?;
             blindspot_ood::record::insert_scores(
-                &mut set.records,
+                &mut self.set.records,
                 kind.output_statistic(),
                 &scores,
             )?;
         }
+        Ok(self.set)
     }
-    Ok(set)
+}
+
+/// The ensemble's map of one slice: the mean of the members' maps.
+fn mean_map(members: &[MemberSlice<'_>], pixels: usize) -> Vec<f32> {
+    let mut mean = vec![0.0f32; pixels];
+    for member in members {
+        for (a, b) in mean.iter_mut().zip(member.map) {
+            *a += b / members.len() as f32;
+        }
+    }
+    mean
+}
+
+/// The ensemble's statistics of one slice: the mean of each statistic every member has (the
+/// ensemble's `rec_err` is computed from its mean map).
+fn ensemble_statistics(members: &[MemberSlice<'_>]) -> SliceStatistics {
+    let mean_of = |f: fn(&MemberSlice<'_>) -> Option<f64>| {
+        let v: Option<Vec<f64>> = members.iter().map(f).collect();
+        v.map(|v| v.iter().sum::<f64>() / v.len() as f64)
+    };
+    SliceStatistics {
+        rec_err: None,
+        kl: mean_of(|m| m.kl),
+        elbo: mean_of(|m| m.log_likelihood),
+        log_likelihood: mean_of(|m| m.log_likelihood),
+    }
+}
+
+impl Example {
+    /// `slice` as a grid example with the ensemble's `mean` map and post-processed `residual`.
+    fn of(slice: &InputSlice<'_>, label: String, mean: &[f32], residual: &[f32]) -> Self {
+        Self {
+            slice: slice.index,
+            label,
+            input: slice.image.to_vec(),
+            // inside the brain only: the masked loss leaves the rest unconstrained, and the
+            // input's background there keeps the grid readable
+            reconstruction: mean
+                .iter()
+                .zip(&slice.mask)
+                .zip(slice.image)
+                .map(|((&r, &m), &xi)| if m { r } else { xi })
+                .collect(),
+            residual: residual.to_vec(),
+            lesion: slice.seg.iter().map(|&b| f32::from(u8::from(b))).collect(),
+        }
+    }
 }
 
 /// One member's outputs for one slice.
@@ -377,6 +644,18 @@ impl<'a> MemberSlice<'a> {
             rec_err: out.stat(stat::REC_ERR).map(|v| v[k]),
             kl: out.stat(stat::KL_DIV).map(|v| v[k]),
             log_likelihood: out.stat(stat::LOG_LIKELIHOOD).map(|v| v[k]),
+        }
+    }
+
+    /// The statistics of the member's record. The VAE's `elbo` is the paper's coded
+    /// `rec - kl`, not nats: the record derives its own (see `neg_elbo_laplace`). A flow's
+    /// ELBO is exact: its log-likelihood.
+    fn statistics(&self) -> SliceStatistics {
+        SliceStatistics {
+            rec_err: self.rec_err,
+            kl: self.kl,
+            elbo: self.log_likelihood,
+            log_likelihood: self.log_likelihood,
         }
     }
 

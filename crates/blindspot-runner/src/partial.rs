@@ -25,7 +25,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::config::RunConfig;
 use crate::error::RunError;
-use crate::inference::{Example, SetData, evaluated_sets};
+use crate::inference::{Example, SetData, SetSpec, evaluated_sets};
 use crate::shard::Shard;
 
 type Result<T> = std::result::Result<T, RunError>;
@@ -271,18 +271,60 @@ fn read_file(path: &Path) -> Result<PartialFile> {
     Ok(partial)
 }
 
+/// What every partial result must match: the config it was inferred with (the gate aside) and
+/// the sets the config evaluates, in order.
+struct Expected {
+    config: String,
+    sets: Vec<SetSpec>,
+}
+
+impl Expected {
+    fn of(config: &RunConfig) -> Result<Self> {
+        Ok(Self {
+            config: inference_config(config)?,
+            sets: evaluated_sets(config),
+        })
+    }
+}
+
+/// The partial results read, by shard index, each with its file.
+type ShardFiles = BTreeMap<usize, (PathBuf, PartialFile)>;
+
 /// Reads every shard's partial result from `dir/eval-shards/` and merges them into the sets
 /// one unsharded inference would have produced (validation first). Also returns the summed
 /// inference time of the shards.
 pub(crate) fn read_all(config: &RunConfig, dir: &Path) -> Result<(Vec<SetData>, f64)> {
+    let expected = Expected::of(config)?;
     let folder = dir.join(SHARD_DIR);
+    let (files, count) = list_shards(&folder)?;
+    let (by_index, seconds) = read_shards(files, count, &expected.config)?;
+    if let Some(k) = (0..count).find(|k| !by_index.contains_key(k)) {
+        let shard = Shard { index: k, count };
+        return Err(shard_error(
+            &folder.join(shard_file_name(shard)),
+            format!(
+                "missing: shard {k}/{count} has not written its partial result (run \
+                 `blindspot evaluate CONFIG --shard {k}/{count}`)"
+            ),
+        ));
+    }
+    let sets = split_by_set(by_index, &expected.sets)?
+        .into_iter()
+        .map(merge_set)
+        .collect::<Result<Vec<_>>>()?;
+    Ok((sets, seconds))
+}
+
+/// The files named `shard-i-of-n.json.gz` in `folder`, sorted, and their shard count `n`
+/// (which they must share).
+fn list_shards(folder: &Path) -> Result<(Vec<(PathBuf, Shard)>, usize)> {
     let hint = "run `blindspot evaluate CONFIG --shard i/n` for every i first";
-    let entries = std::fs::read_dir(&folder)
-        .map_err(|e| shard_error(&folder, format!("no partial results ({e}); {hint}")))?;
+    let entries = std::fs::read_dir(folder)
+        .map_err(|e| shard_error(folder, format!("no partial results ({e}); {hint}")))?;
     let mut files: Vec<(PathBuf, Shard)> = Vec::new();
     for entry in entries {
         let entry = entry.map_err(|source| RunError::Io {
-            path: folder.clone(),
+            path: folder.to_owned(),
             source,
         })?;
         let name = entry.file_name().to_string_lossy().into_owned();
@@ -293,7 +335,7 @@ pub(crate) fn read_all(config: &RunConfig, dir: &Path) -> Result<(Vec<SetData>, 
     files.sort_by_key(|(p, s)| (s.count, s.index, p.clone()));
     let Some((first_path, first)) = files.first().cloned() else {
         return Err(shard_error(
-            &folder,
+            folder,
             format!("no shard-i-of-n.json.gz file; {hint}"),
         ));
     };
@@ -309,8 +351,17 @@ pub(crate) fn read_all(config: &RunConfig, dir: &Path) -> Result<(Vec<SetData>, 
             ),
         ));
     }
-    let expected_config = inference_config(config)?;
-    let mut by_index: BTreeMap<usize, (PathBuf, PartialFile)> = BTreeMap::new();
+    Ok((files, count))
+}
+
+/// Reads the `files` (of `count` shards), each checked against its name, the `config` and the
+/// files before it (no shard twice). Also returns their summed inference time.
+fn read_shards(
+    files: Vec<(PathBuf, Shard)>,
+    count: usize,
+    config: &str,
+) -> Result<(ShardFiles, f64)> {
+    let mut by_index = ShardFiles::new();
     let mut seconds = 0.0;
     for (path, named) in files {
         let partial = read_file(&path)?;
@@ -323,7 +374,7 @@ pub(crate) fn read_all(config: &RunConfig, dir: &Path) -> Result<(Vec<SetData>, 
                 ),
             ));
         }
-        if partial.config != expected_config {
+        if partial.config != config {
             return Err(shard_error(
                 &path,
                 "was evaluated with another config than the one given: rerun this shard",
@@ -342,18 +393,15 @@ pub(crate) fn read_all(config: &RunConfig, dir: &Path) -> Result<(Vec<SetData>, 
         seconds += partial.seconds;
         by_index.insert(partial.shard, (path, partial));
     }
-    if let Some(k) = (0..count).find(|k| !by_index.contains_key(k)) {
-        let shard = Shard { index: k, count };
-        return Err(shard_error(
-            &folder.join(shard_file_name(shard)),
-            format!(
-                "missing: shard {k}/{count} has not written its partial result (run \
-                 `blindspot evaluate CONFIG --shard {k}/{count}`)"
-            ),
-        ));
-    }
-    let expected = evaluated_sets(config);
-    // Per evaluated set, every shard's part of it.
+    Ok((by_index, seconds))
+}
+
+/// Per expected set, every shard's part of it (in shard order), each checked against the
+/// set's name.
+fn split_by_set(
+    by_index: ShardFiles,
+    expected: &[SetSpec],
+) -> Result<Vec<Vec<(PathBuf, SetData)>>> {
     let mut per_set: Vec<Vec<(PathBuf, SetData)>> = expected.iter().map(|_| Vec::new()).collect();
     for (path, part) in by_index.into_values() {
         if part.sets.len() != expected.len() {
@@ -366,24 +414,21 @@ pub(crate) fn read_all(config: &RunConfig, dir: &Path) -> Result<(Vec<SetData>, 
                 ),
             ));
         }
-        for ((wire, (name, role, _)), parts) in
-            part.sets.into_iter().zip(&expected).zip(&mut per_set)
-        {
-            if &wire.name != name {
+        for ((wire, spec), parts) in part.sets.into_iter().zip(expected).zip(&mut per_set) {
+            if wire.name != spec.name {
                 return Err(shard_error(
                     &path,
-                    format!("holds set `{}` where the config has `{name}`", wire.name),
+                    format!(
+                        "holds set `{}` where the config has `{}`",
+                        wire.name, spec.name
+                    ),
                 ));
             }
-            let set = unwire(wire, *role).map_err(|why| shard_error(&path, why))?;
+            let set = unwire(wire, spec.role).map_err(|why| shard_error(&path, why))?;
             parts.push((path.clone(), set));
         }
     }
-    let sets = per_set
-        .into_iter()
-        .map(merge_set)
-        .collect::<Result<Vec<_>>>()?;
-    Ok((sets, seconds))
+    Ok(per_set)
 }
 
 /// Reads and merges the partial results in `dir/eval-shards/` as `evaluate --merge` does, and

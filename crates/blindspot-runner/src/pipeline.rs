@@ -23,7 +23,10 @@ use blindspot_report::WallTime;
 use crate::config::{DatasetSpec, RunConfig};
 use crate::error::{Result, create_dir};
 use crate::evaluation::evaluate_sets;
-use crate::inference::{ChunkPlan, SetData, chunk_count, evaluated_sets, infer_set, progress_for};
+use crate::inference::{
+    ChunkPlan, EnsembleInference, InferenceSettings, SetData, chunk_count, evaluated_sets,
+    progress_for,
+};
 use crate::slices::CacheSlices;
 
 pub use crate::error::RunError;
@@ -398,37 +401,31 @@ fn infer_sets<B: ConvBackend>(
     shard: Shard,
     device: &B::Device,
 ) -> Result<Vec<SetData>> {
-    let caches = evaluated_sets(config)
+    let specs = evaluated_sets(config);
+    let caches = specs
         .iter()
         .enumerate()
-        .map(|(i, (name, _, _))| open_cache(dir, i + 1, name))
+        .map(|(i, spec)| open_cache(dir, i + 1, &spec.name))
         .collect::<Result<Vec<_>>>()?;
     let members = load_members::<B>(config, dir, device)?;
-    let bar = progress_for(config, &caches, shard);
+    let settings = InferenceSettings::of(config);
+    let bar = progress_for(&settings, &caches, shard);
+    let inference = EnsembleInference {
+        ensemble: members.as_ref(),
+        device,
+        settings,
+        bar: &bar,
+    };
     let mut sets = Vec::new();
     let mut first_chunk = 0;
-    for (i, ((name, role, transform), cache)) in
-        evaluated_sets(config).into_iter().zip(&caches).enumerate()
-    {
+    for (spec, cache) in specs.iter().zip(&caches) {
         let plan = ChunkPlan {
             shard,
             first_chunk,
             seed: config.seed ^ 0x5eed_1f3e,
         };
-        sets.push(infer_set(
-            members.as_ref(),
-            cache,
-            &format!("{:02}-{name}", i + 1),
-            &name,
-            role,
-            config,
-            plan,
-            device,
-            &bar,
-            false,
-            transform,
-        )?);
-        first_chunk += chunk_count(cache, config);
+        sets.push(inference.infer_set(cache, spec, plan)?);
+        first_chunk += chunk_count(cache, settings.slice_stride);
     }
     bar.finish_and_clear();
     Ok(sets)
