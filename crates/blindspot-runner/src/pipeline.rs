@@ -22,7 +22,7 @@ use blindspot_report::WallTime;
 
 use crate::config::{DatasetSpec, RunConfig};
 use crate::error::{Result, create_dir};
-use crate::evaluation::evaluate_sets;
+use crate::evaluation::{EvaluationSettings, evaluate_sets};
 use crate::inference::{
     ChunkPlan, EnsembleInference, InferenceSettings, SetData, chunk_count, evaluated_sets,
     progress_for,
@@ -371,7 +371,8 @@ fn finish_evaluation(
     start: Instant,
 ) -> Result<RunSummary> {
     let t = Instant::now();
-    let (mut results, scoring) = evaluate_sets(config, dir, sets, Vec::new())?;
+    let settings = EvaluationSettings::of(config)?;
+    let (mut results, scoring) = evaluate_sets(&settings, dir, sets)?;
     let model_dir = dir.join("model");
     create_dir(&model_dir)?;
     let scoring_path = model_dir.join(SCORING_FILE);
