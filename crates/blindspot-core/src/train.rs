@@ -11,6 +11,7 @@ use std::time::Instant;
 use burn::module::{AutodiffModule, ParamId};
 use burn::optim::{AdamConfig, GradientsParams, Optimizer};
 use burn::record::{FullPrecisionSettings, NamedMpkBytesRecorder, Recorder};
+use burn::tensor::Tensor;
 use burn::tensor::backend::AutodiffBackend;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
@@ -265,7 +266,7 @@ impl Trainer {
     /// [`Error::ResumeMismatch`], data, I/O and checkpoint errors.
     pub fn fit<B, M, S>(
         &self,
-        mut model: M,
+        model: M,
         train: &S,
         val: Option<&S>,
         device: &B::Device,
@@ -277,237 +278,329 @@ impl Trainer {
         S: SliceSource + ?Sized,
     {
         let cfg = &self.config;
-        let bs = cfg.batch_size;
-        if train.len() < bs {
+        let span = self.span(train.len())?;
+        std::fs::create_dir_all(&self.run_dir).map_err(io(&self.run_dir))?;
+        let checkpoints = self.checkpoints();
+        let mut run = self.open_or_resume::<B, M>(model, &checkpoints, device)?;
+        let resumed_from = run.step;
+        let log = self.open_logs::<B, M>(&run.model, run.step)?;
+        let mut progress = Progress::start(
+            self.observer.borrow_mut(),
+            log,
+            &self.run_name(),
+            run.step,
+            span.total,
+        );
+        let mut batches = Batches::new(train.len(), cfg, span);
+        while run.step < span.total {
+            let (validating, record) = self.due(run.step, span.total, val.is_some());
+            let (trained, stepped) = self.train_step::<B, M, S>(
+                run,
+                &mut batches,
+                train,
+                record,
+                &mut progress,
+                device,
+            )?;
+            run = trained;
+            progress.observer.stepped(run.step);
+            let images_per_s = record.then(|| progress.images_per_s(run.step, cfg.batch_size));
+            let validated = match val {
+                Some(val) if validating => {
+                    self.validation_step::<B, M, S>(&mut run, val, device)?
+                }
+                _ => Validated::default(),
+            };
+            if record {
+                let line = LogLine {
+                    step: run.step,
+                    epoch: stepped.epoch,
+                    loss: Some(run.last_loss),
+                    terms: stepped.terms,
+                    learning_rate: Some(cfg.learning_rate),
+                    val_loss: validated.loss,
+                    val_terms: validated.terms,
+                    images_per_s,
+                };
+                progress.record(&line, run.last_loss, run.best_val.map(|(b, _)| b))?;
+            }
+            if self.checkpoint_due(run.step, validated.new_best, span.total) {
+                self.checkpoint::<B, M>(&mut run, &checkpoints, validated.new_best)?;
+            }
+            if record {
+                progress.restart(run.step);
+            }
+        }
+        progress.observer.stopped(true);
+        crate::checkpoint::sync_running_states(&run.model);
+        Ok(Fitted {
+            model: run.model,
+            steps: run.step,
+            resumed_from,
+            last_loss: run.last_loss,
+            best_val: run.best_val,
+            run_dir: self.run_dir.clone(),
+        })
+    }
+
+    /// The steps of the run: per epoch (the full batches of `train_len` slices) and in all.
+    ///
+    /// # Errors
+    /// [`Error::InvalidConfig`] when a batch is larger than the training set.
+    fn span(&self, train_len: usize) -> Result<Span> {
+        let bs = self.config.batch_size;
+        if train_len < bs {
             return Err(invalid(
                 "batch_size",
                 bs,
                 "at most the number of training slices",
             ));
         }
-        let per_epoch = (train.len() / bs) as u64;
-        let total = match cfg.duration {
+        let per_epoch = (train_len / bs) as u64;
+        let total = match self.config.duration {
             Duration::Steps(s) => s,
             Duration::Epochs(e) => e * per_epoch,
         };
-        std::fs::create_dir_all(&self.run_dir).map_err(io(&self.run_dir))?;
-        let ckpts = self.checkpoints();
-        let mut optim = AdamConfig::new()
+        Ok(Span { per_epoch, total })
+    }
+
+    /// Opens the run: the seed's fresh state, or the state of the newest intact checkpoint (the
+    /// observer is warned of a corrupt one skipped on the way).
+    fn open_or_resume<B, M>(
+        &self,
+        model: M,
+        checkpoints: &Checkpoints,
+        device: &B::Device,
+    ) -> Result<Run<B, M>>
+    where
+        B: AutodiffBackend,
+        M: Model<B> + AutodiffModule<B>,
+    {
+        let cfg = &self.config;
+        let optim = AdamConfig::new()
             .with_beta_1(cfg.beta_1)
             .with_beta_2(cfg.beta_2)
             .with_epsilon(cfg.epsilon)
             .init::<B, M>();
-        let recorder = NamedMpkBytesRecorder::<FullPrecisionSettings>::new();
-
-        // Fresh or resumed state.
-        let mut rng = {
-            let mut r = ChaCha8Rng::seed_from_u64(cfg.seed);
-            r.set_stream(0);
-            r
+        let mut rng = ChaCha8Rng::seed_from_u64(cfg.seed);
+        rng.set_stream(0);
+        let fresh = Training {
+            model,
+            optim,
+            rng,
+            step: 0,
+            best_val: None,
+            last_ckpt: None,
+            last_loss: f64::NAN,
         };
-        let mut step = 0u64;
-        let mut best_val: Option<(f64, u64)> = None;
-        let mut last_ckpt: Option<PathBuf> = None;
-        if let Some((dir, skipped)) = ckpts.find_resumable()? {
-            if let Some(message) = skipped {
-                self.observer.borrow_mut().warning(&message);
-            }
-            let state = Checkpoints::state(&dir)?;
-            let state_path = dir.join(crate::checkpoint::STATE_FILE);
-            self.check_resume(&state, model.family(), &state_path)?;
-            model = crate::checkpoint::load_model(model, &dir.join(crate::checkpoint::MODEL_FILE))?;
-            let opt_path = dir.join(OPTIMIZER_FILE);
-            let bytes = std::fs::read(&opt_path).map_err(io(&opt_path))?;
-            let record = recorder
-                .load::<<burn::optim::adaptor::OptimizerAdaptor<burn::optim::Adam, M, B> as Optimizer<M, B>>::Record>(bytes, device)
-                .map_err(|e| Error::OptimizerState {
-                    path: opt_path.clone(),
-                    message: e.to_string(),
-                })?;
-            let ids = param_ids::<B, M>(&model);
-            let record =
-                remap_ids(record, |old| ids.get(old.val() as usize).copied()).ok_or_else(|| {
-                    Error::OptimizerState {
-                        path: opt_path.clone(),
-                        message: "parameter positions do not fit the model".into(),
-                    }
-                })?;
-            optim = optim.load_record(record);
-            rng = state.rng.restore().ok_or_else(|| {
-                invalid(
-                    "rng",
-                    format!("{:?}", state.rng),
-                    "a state written by this program",
-                )
-            })?;
-            step = state.step;
-            best_val = state.best_val;
-            last_ckpt = Some(dir);
+        let Some((dir, skipped)) = checkpoints.find_resumable()? else {
+            return Ok(fresh);
+        };
+        if let Some(message) = skipped {
+            self.observer.borrow_mut().warning(&message);
         }
-        let resumed_from = step;
+        self.resume::<B, M>(fresh, dir, device)
+    }
+
+    /// Continues `fresh` from the checkpoint in `dir`: checks that its model family and
+    /// settings match, then loads its model, optimizer state, RNG, step and best validation.
+    fn resume<B, M>(&self, fresh: Run<B, M>, dir: PathBuf, device: &B::Device) -> Result<Run<B, M>>
+    where
+        B: AutodiffBackend,
+        M: Model<B> + AutodiffModule<B>,
+    {
+        let state = Checkpoints::state(&dir)?;
+        let state_path = dir.join(crate::checkpoint::STATE_FILE);
+        self.check_resume(&state, fresh.model.family(), &state_path)?;
+        let model =
+            crate::checkpoint::load_model(fresh.model, &dir.join(crate::checkpoint::MODEL_FILE))?;
+        let optim = load_optimizer::<B, M>(fresh.optim, &model, &dir.join(OPTIMIZER_FILE), device)?;
+        let rng = state.rng.restore().ok_or_else(|| {
+            invalid(
+                "rng",
+                format!("{:?}", state.rng),
+                "a state written by this program",
+            )
+        })?;
+        Ok(Training {
+            model,
+            optim,
+            rng,
+            step: state.step,
+            best_val: state.best_val,
+            last_ckpt: Some(dir),
+            last_loss: fresh.last_loss,
+        })
+    }
+
+    /// Writes the run's `train_config.json` and opens its logs for a run continuing after
+    /// `step` (0: a fresh run), with no validation columns for `model`'s logged scalars.
+    fn open_logs<B, M>(&self, model: &M, step: u64) -> Result<RunLog>
+    where
+        B: AutodiffBackend,
+        M: Model<B>,
+    {
         let cfg_path = self.run_dir.join("train_config.json");
         crate::checkpoint::write_file(
             &cfg_path,
-            &serde_json::to_vec_pretty(cfg).map_err(json(&cfg_path))?,
+            &serde_json::to_vec_pretty(&self.config).map_err(json(&cfg_path))?,
         )?;
         let scalars = model
             .logged_scalars(step)
             .into_iter()
             .map(|(n, _)| n.to_string())
             .collect();
-        let mut log = RunLog::open(&self.run_dir, step, scalars)?;
+        RunLog::open(&self.run_dir, step, scalars)
+    }
 
-        let name = self.run_dir.file_name().map_or_else(
+    /// The run's name for the observer: the run directory's last component.
+    fn run_name(&self) -> String {
+        self.run_dir.file_name().map_or_else(
             || self.run_dir.display().to_string(),
             |n| n.to_string_lossy().into_owned(),
-        );
-        let start = match resumed_from {
-            0 => TrainStart::Fresh,
-            s if s >= total => TrainStart::Finished(s),
-            s => TrainStart::Resumed(s),
-        };
-        let mut observer = self.observer.borrow_mut();
-        observer.started(&name, start, total);
-        let started = (Instant::now(), step);
+        )
+    }
 
-        let mut order: Option<(u64, Vec<usize>)> = None;
-        let mut last_loss = f64::NAN;
-        let mut clock = (Instant::now(), step);
-        while step < total {
-            let epoch = step / per_epoch;
-            let pos = (step % per_epoch) as usize;
-            if order.as_ref().is_none_or(|(e, _)| *e != epoch) {
-                order = Some((epoch, epoch_order(train.len(), cfg.seed, epoch)));
-            }
-            let indices =
-                &order.as_ref().map(|(_, o)| o).expect("set above")[pos * bs..(pos + 1) * bs];
-            let batch = load_batch::<B, S>(train, indices, device)?;
-            let out = model.loss(&batch, step, &mut rng);
-            let loss = f64::from(read_f32(out.loss.clone(), "loss")?[0]);
-            if !loss.is_finite() {
-                observer.stopped(false);
-                return Err(Error::NonFiniteLoss {
-                    step,
-                    loss,
-                    last_checkpoint: last_ckpt,
-                });
-            }
-            let validating = val.is_some()
-                && cfg.val_every > 0
-                && ((step + 1).is_multiple_of(cfg.val_every) || step + 1 == total);
-            let record =
-                validating || (step + 1).is_multiple_of(cfg.log_every) || step + 1 == total;
-            let terms = if record {
-                let mut terms = out
-                    .terms
-                    .iter()
-                    .map(|(n, t)| {
-                        read_f32(t.clone().mean(), n).map(|v| (n.to_string(), f64::from(v[0])))
-                    })
-                    .collect::<Result<Vec<_>>>()?;
-                terms.extend(
-                    model
-                        .logged_scalars(step)
-                        .into_iter()
-                        .map(|(n, v)| (n.to_string(), v)),
-                );
-                terms
-            } else {
-                Vec::new()
-            };
-            let grads = GradientsParams::from_grads(out.loss.backward(), &model);
-            model = optim.step(cfg.learning_rate, model, grads);
-            step += 1;
-            last_loss = loss;
-            observer.stepped(step);
-            let images_per_s = record.then(|| {
-                let (t0, s0) = clock;
-                ((step - s0) as f64 * bs as f64) / t0.elapsed().as_secs_f64().max(1e-9)
+    /// Whether the step after `step` steps validates (every `val_every` steps and at the last
+    /// step, when there is a validation set) and whether it writes a log record (at every
+    /// validation, every `log_every` steps and at the last step).
+    fn due(&self, step: u64, total: u64, has_val: bool) -> (bool, bool) {
+        let cfg = &self.config;
+        let validating = has_val
+            && cfg.val_every > 0
+            && ((step + 1).is_multiple_of(cfg.val_every) || step + 1 == total);
+        let record = validating || (step + 1).is_multiple_of(cfg.log_every) || step + 1 == total;
+        (validating, record)
+    }
+
+    /// One training step: the batch of `run.step` in its epoch's order, the loss (through the
+    /// NaN guard), the terms of the step's log record when `record`, and the Adam update.
+    fn train_step<B, M, S>(
+        &self,
+        mut run: Run<B, M>,
+        batches: &mut Batches,
+        train: &S,
+        record: bool,
+        progress: &mut Progress<'_>,
+        device: &B::Device,
+    ) -> Result<(Run<B, M>, Stepped)>
+    where
+        B: AutodiffBackend,
+        M: Model<B> + AutodiffModule<B>,
+        S: SliceSource + ?Sized,
+    {
+        let (epoch, indices) = batches.at(run.step);
+        let batch = load_batch::<B, S>(train, indices, device)?;
+        let out = run.model.loss(&batch, run.step, &mut run.rng);
+        let loss = f64::from(read_f32(out.loss.clone(), "loss")?[0]);
+        if !loss.is_finite() {
+            progress.observer.stopped(false);
+            return Err(Error::NonFiniteLoss {
+                step: run.step,
+                loss,
+                last_checkpoint: run.last_ckpt,
             });
-
-            let mut new_best = false;
-            let (mut val_loss, mut val_terms) = (None, Vec::new());
-            if let (Some(val), true) = (val, validating) {
-                let (v, terms) = self.validate::<B, M, S>(&model, val, step, device)?;
-                val_loss = Some(v);
-                val_terms = terms;
-                if v.is_finite() && best_val.is_none_or(|(b, _)| v < b) {
-                    best_val = Some((v, step));
-                    new_best = true;
-                }
-            }
-            if record {
-                let line = LogLine {
-                    step,
-                    epoch,
-                    loss: Some(loss),
-                    terms,
-                    learning_rate: Some(cfg.learning_rate),
-                    val_loss,
-                    val_terms,
-                    images_per_s,
-                };
-                let (t0, s0) = started;
-                let per_step = t0.elapsed().as_secs_f64() / (step - s0).max(1) as f64;
-                observer.logged(&StepReport {
-                    step,
-                    total,
-                    loss,
-                    images_per_s: images_per_s.unwrap_or_default(),
-                    val_loss,
-                    best_val: best_val.map(|(b, _)| b),
-                    seconds_left: per_step * (total - step) as f64,
-                });
-                log.append(&line)?;
-            }
-            let periodic = cfg.checkpoint_every > 0 && step.is_multiple_of(cfg.checkpoint_every);
-            if periodic || new_best || step == total {
-                let state = RunState {
-                    family: model.family().to_string(),
-                    step,
-                    rng: RngState::capture(&rng),
-                    best_val,
-                    settings: cfg.resume_settings(),
-                };
-                let ids = param_ids::<B, M>(&model);
-                let record = remap_ids(optim.to_record(), |id| {
-                    ids.iter()
-                        .position(|x| *x == id)
-                        .map(|p| ParamId::from(p as u64))
-                })
-                .ok_or_else(|| Error::OptimizerState {
-                    path: self.run_dir.clone(),
-                    message: "optimizer state names a parameter the model does not have".into(),
-                })?;
-                let opt_bytes = recorder
-                    .record(record, ())
-                    .map_err(|e| Error::OptimizerState {
-                        path: self.run_dir.clone(),
-                        message: e.to_string(),
-                    })?;
-                let model_bytes = model_to_bytes(&model, &self.run_dir)?;
-                let dir = ckpts.write(step, &model_bytes, &opt_bytes, &state)?;
-                if new_best {
-                    ckpts.point(Which::Best, &dir, step)?;
-                }
-                ckpts.point(Which::Last, &dir, step)?;
-                ckpts.prune(cfg.keep_checkpoints)?;
-                last_ckpt = Some(dir);
-            }
-            if record {
-                clock = (Instant::now(), step);
-            }
         }
-        observer.stopped(true);
-        crate::checkpoint::sync_running_states(&model);
-        Ok(Fitted {
-            model,
-            steps: step,
-            resumed_from,
-            last_loss,
-            best_val,
-            run_dir: self.run_dir.clone(),
+        let terms = if record {
+            logged_terms::<B, M>(&run.model, &out.terms, run.step)?
+        } else {
+            Vec::new()
+        };
+        let grads = GradientsParams::from_grads(out.loss.backward(), &run.model);
+        run.model = run.optim.step(self.config.learning_rate, run.model, grads);
+        run.step += 1;
+        run.last_loss = loss;
+        Ok((run, Stepped { epoch, terms }))
+    }
+
+    /// Validates the model after `run.step` steps and keeps a finite validation loss lower
+    /// than every earlier one as the best.
+    fn validation_step<B, M, S>(
+        &self,
+        run: &mut Run<B, M>,
+        val: &S,
+        device: &B::Device,
+    ) -> Result<Validated>
+    where
+        B: AutodiffBackend,
+        M: Model<B> + AutodiffModule<B>,
+        M::InnerModule: Model<B::InnerBackend>,
+        S: SliceSource + ?Sized,
+    {
+        let (loss, terms) = self.validate::<B, M, S>(&run.model, val, run.step, device)?;
+        let new_best = loss.is_finite() && run.best_val.is_none_or(|(b, _)| loss < b);
+        if new_best {
+            run.best_val = Some((loss, run.step));
+        }
+        Ok(Validated {
+            loss: Some(loss),
+            terms,
+            new_best,
         })
+    }
+
+    /// Whether a checkpoint is written after `step` steps: every `checkpoint_every` steps, at a
+    /// new best validation and at the last step.
+    fn checkpoint_due(&self, step: u64, new_best: bool, total: u64) -> bool {
+        let every = self.config.checkpoint_every;
+        let periodic = every > 0 && step.is_multiple_of(every);
+        periodic || new_best || step == total
+    }
+
+    /// Writes a checkpoint of `run` (model, optimizer state, run state), points `last` (and
+    /// `best` at a new best) at it and prunes the older step checkpoints.
+    fn checkpoint<B, M>(
+        &self,
+        run: &mut Run<B, M>,
+        checkpoints: &Checkpoints,
+        new_best: bool,
+    ) -> Result<()>
+    where
+        B: AutodiffBackend,
+        M: Model<B> + AutodiffModule<B>,
+    {
+        let state = RunState {
+            family: run.model.family().to_string(),
+            step: run.step,
+            rng: RngState::capture(&run.rng),
+            best_val: run.best_val,
+            settings: self.config.resume_settings(),
+        };
+        let opt_bytes = self.optimizer_bytes::<B, M>(&run.optim, &run.model)?;
+        let model_bytes = model_to_bytes(&run.model, &self.run_dir)?;
+        let dir = checkpoints.write(run.step, &model_bytes, &opt_bytes, &state)?;
+        if new_best {
+            checkpoints.point(Which::Best, &dir, run.step)?;
+        }
+        checkpoints.point(Which::Last, &dir, run.step)?;
+        checkpoints.prune(self.config.keep_checkpoints)?;
+        run.last_ckpt = Some(dir);
+        Ok(())
+    }
+
+    /// The bytes of `optim`'s state for a checkpoint, its parameters keyed by their position
+    /// in `model`, as checkpoints store them.
+    fn optimizer_bytes<B, M>(&self, optim: &Adam<B, M>, model: &M) -> Result<Vec<u8>>
+    where
+        B: AutodiffBackend,
+        M: Model<B> + AutodiffModule<B>,
+    {
+        let ids = param_ids::<B, M>(model);
+        let record = remap_ids(optim.to_record(), |id| {
+            ids.iter()
+                .position(|x| *x == id)
+                .map(|p| ParamId::from(p as u64))
+        })
+        .ok_or_else(|| Error::OptimizerState {
+            path: self.run_dir.clone(),
+            message: "optimizer state names a parameter the model does not have".into(),
+        })?;
+        NamedMpkBytesRecorder::<FullPrecisionSettings>::new()
+            .record(record, ())
+            .map_err(|e| Error::OptimizerState {
+                path: self.run_dir.clone(),
+                message: e.to_string(),
+            })
     }
 
     /// Mean validation loss and loss terms over the slices of [`validation_indices`], with
@@ -587,6 +680,212 @@ impl Trainer {
         }
         Ok(())
     }
+}
+/// The optimizer of [`Trainer::fit`].
+type Adam<B, M> = burn::optim::adaptor::OptimizerAdaptor<burn::optim::Adam, M, B>;
+
+/// The steps of a run.
+#[derive(Debug, Clone, Copy)]
+struct Span {
+    /// Steps per epoch: the full batches of the training set.
+    per_epoch: u64,
+    /// Steps of the whole run.
+    total: u64,
+}
+
+/// A run in training: the model with [`Trainer::fit`]'s optimizer and the state around them.
+type Run<B, M> = Training<M, Adam<B, M>>;
+
+/// What [`Trainer::fit`] carries from one step to the next; a checkpoint saves all of it but
+/// `last_ckpt` and `last_loss`.
+struct Training<M, O> {
+    model: M,
+    optim: O,
+    /// The training RNG (the model's noise; validation has its own).
+    rng: ChaCha8Rng,
+    /// Steps completed.
+    step: u64,
+    /// Best validation loss and its step.
+    best_val: Option<(f64, u64)>,
+    /// The newest checkpoint written or resumed from.
+    last_ckpt: Option<PathBuf>,
+    /// Loss of the last step (NaN before the first).
+    last_loss: f64,
+}
+
+/// What a training step leaves for its log record.
+struct Stepped {
+    /// The epoch (0-based) the step belonged to.
+    epoch: u64,
+    /// Batch means of the loss terms and the model's logged scalars (empty unless recorded).
+    terms: Vec<(String, f64)>,
+}
+
+/// The result of a validation step (none: the step did not validate).
+#[derive(Default)]
+struct Validated {
+    loss: Option<f64>,
+    terms: Vec<(String, f64)>,
+    /// Whether `loss` is the best so far.
+    new_best: bool,
+}
+
+/// The batches of training: each epoch's shuffled order of the training slices, drawn when
+/// the epoch starts from the seed and the epoch alone (so a resumed run draws the same).
+struct Batches {
+    len: usize,
+    batch_size: usize,
+    seed: u64,
+    per_epoch: u64,
+    /// The epoch whose order is drawn, and the order.
+    order: Option<(u64, Vec<usize>)>,
+}
+
+impl Batches {
+    fn new(len: usize, cfg: &TrainConfig, span: Span) -> Self {
+        Self {
+            len,
+            batch_size: cfg.batch_size,
+            seed: cfg.seed,
+            per_epoch: span.per_epoch,
+            order: None,
+        }
+    }
+
+    /// The epoch of the step after `step` steps and the slice indices of its batch.
+    fn at(&mut self, step: u64) -> (u64, &[usize]) {
+        let epoch = step / self.per_epoch;
+        let pos = (step % self.per_epoch) as usize;
+        if self.order.as_ref().is_none_or(|(e, _)| *e != epoch) {
+            self.order = Some((epoch, epoch_order(self.len, self.seed, epoch)));
+        }
+        let order = self.order.as_ref().map(|(_, o)| o).expect("set above");
+        (
+            epoch,
+            &order[pos * self.batch_size..(pos + 1) * self.batch_size],
+        )
+    }
+}
+
+/// What a run reports while it trains: its observer, its logs and the clocks of its speed.
+struct Progress<'a> {
+    observer: std::cell::RefMut<'a, Box<dyn TrainObserver>>,
+    log: RunLog,
+    /// Steps of the whole run.
+    total: u64,
+    /// When training (or its resume) started, and at which step.
+    started: (Instant, u64),
+    /// When the last record was written (or training started), and at which step.
+    since_record: (Instant, u64),
+}
+
+impl<'a> Progress<'a> {
+    /// Tells `observer` that the run named `name` starts after `step` of `total` steps (fresh,
+    /// resumed or already finished) and starts the clocks.
+    fn start(
+        mut observer: std::cell::RefMut<'a, Box<dyn TrainObserver>>,
+        log: RunLog,
+        name: &str,
+        step: u64,
+        total: u64,
+    ) -> Self {
+        let start = match step {
+            0 => TrainStart::Fresh,
+            s if s >= total => TrainStart::Finished(s),
+            s => TrainStart::Resumed(s),
+        };
+        observer.started(name, start, total);
+        let started = (Instant::now(), step);
+        Self {
+            observer,
+            log,
+            total,
+            started,
+            since_record: (Instant::now(), step),
+        }
+    }
+
+    /// Training images per second from the last record to `step` (asked before validating, so
+    /// validation time is excluded).
+    fn images_per_s(&self, step: u64, batch_size: usize) -> f64 {
+        let (t0, s0) = self.since_record;
+        ((step - s0) as f64 * batch_size as f64) / t0.elapsed().as_secs_f64().max(1e-9)
+    }
+
+    /// Reports the logged step of `line` to the observer (with the time left at the pace since
+    /// the start), then appends `line` to both logs.
+    fn record(&mut self, line: &LogLine, loss: f64, best_val: Option<f64>) -> Result<()> {
+        let (t0, s0) = self.started;
+        let per_step = t0.elapsed().as_secs_f64() / (line.step - s0).max(1) as f64;
+        self.observer.logged(&StepReport {
+            step: line.step,
+            total: self.total,
+            loss,
+            images_per_s: line.images_per_s.unwrap_or_default(),
+            val_loss: line.val_loss,
+            best_val,
+            seconds_left: per_step * (self.total - line.step) as f64,
+        });
+        self.log.append(line)
+    }
+
+    /// Restarts the speed clock after the record of `step`.
+    fn restart(&mut self, step: u64) {
+        self.since_record = (Instant::now(), step);
+    }
+}
+
+/// The batch means of a step's loss `terms`, then `model`'s logged scalars at `step`.
+fn logged_terms<B, M>(
+    model: &M,
+    terms: &[(&'static str, Tensor<B, 1>)],
+    step: u64,
+) -> Result<Vec<(String, f64)>>
+where
+    B: AutodiffBackend,
+    M: Model<B>,
+{
+    let mut terms = terms
+        .iter()
+        .map(|(n, t)| read_f32(t.clone().mean(), n).map(|v| (n.to_string(), f64::from(v[0]))))
+        .collect::<Result<Vec<_>>>()?;
+    terms.extend(
+        model
+            .logged_scalars(step)
+            .into_iter()
+            .map(|(n, v)| (n.to_string(), v)),
+    );
+    Ok(terms)
+}
+
+/// `optim` with the checkpointed state of `path`, whose parameters are keyed by their
+/// position in `model`.
+fn load_optimizer<B, M>(
+    optim: Adam<B, M>,
+    model: &M,
+    path: &Path,
+    device: &B::Device,
+) -> Result<Adam<B, M>>
+where
+    B: AutodiffBackend,
+    M: Model<B> + AutodiffModule<B>,
+{
+    let bytes = std::fs::read(path).map_err(io(path))?;
+    let record = NamedMpkBytesRecorder::<FullPrecisionSettings>::new()
+        .load::<<Adam<B, M> as Optimizer<M, B>>::Record>(bytes, device)
+        .map_err(|e| Error::OptimizerState {
+            path: path.to_path_buf(),
+            message: e.to_string(),
+        })?;
+    let ids = param_ids::<B, M>(model);
+    let record =
+        remap_ids(record, |old| ids.get(old.val() as usize).copied()).ok_or_else(|| {
+            Error::OptimizerState {
+                path: path.to_path_buf(),
+                message: "parameter positions do not fit the model".into(),
+            }
+        })?;
+    Ok(optim.load_record(record))
 }
 
 /// The validation slices of a validation: all `len` slices when `val_batches` is 0 or covers
