@@ -1,7 +1,7 @@
 //! The autoencoders as model families of the runner (`[model] kind = "ae"` and `"dae"`).
 
 use blindspot_backbone::{BackboneConfig, ConvAutodiffBackend, ConvBackend};
-use blindspot_core::{Family, InvalidConfig, Result, TrainJob, stat};
+use blindspot_core::{Family, InvalidConfig, ModelStat, Result, TrainJob};
 use serde::{Deserialize, Serialize};
 
 use crate::{Autoencoder, AutoencoderConfig, CoarseNoiseConfig};
@@ -84,7 +84,7 @@ pub struct AeFamily;
 impl Family for AeFamily {
     const KIND: &'static str = "ae";
     const LABEL: &'static str = "AE";
-    const STATISTICS: &'static [&'static str] = &[stat::REC_ERR];
+    const STATISTICS: &'static [ModelStat] = &[ModelStat::RecErr];
 
     type Settings = AeSettings;
     type Config = AutoencoderConfig;
@@ -113,7 +113,7 @@ pub struct DaeFamily;
 impl Family for DaeFamily {
     const KIND: &'static str = "dae";
     const LABEL: &'static str = "DAE";
-    const STATISTICS: &'static [&'static str] = &[stat::REC_ERR];
+    const STATISTICS: &'static [ModelStat] = &[ModelStat::RecErr];
 
     type Settings = DaeSettings;
     type Config = AutoencoderConfig;

@@ -15,7 +15,8 @@ mod family;
 pub use family::{AeFamily, AeSettings, DaeFamily, DaeSettings};
 
 use blindspot_core::{
-    Batch, Inference, InvalidConfig, LossOutput, MapKind, Model, masked_l1, standard_normal, stat,
+    Batch, Inference, InvalidConfig, LossOutput, MapKind, Model, ModelStat, masked_l1,
+    standard_normal,
 };
 use burn::config::Config;
 use burn::module::Module;
@@ -174,7 +175,7 @@ impl<B: ConvBackend> Model<B> for Autoencoder<B> {
         let rec = masked_l1(batch.images.clone(), x_hat, mask);
         LossOutput {
             loss: rec.clone().mean(),
-            terms: vec![(stat::REC_ERR, rec)],
+            terms: vec![(ModelStat::RecErr.name(), rec)],
         }
     }
 
@@ -186,7 +187,7 @@ impl<B: ConvBackend> Model<B> for Autoencoder<B> {
         Inference {
             map: x_hat,
             map_kind: MapKind::Reconstruction,
-            stats: vec![(stat::REC_ERR, rec)],
+            stats: vec![(ModelStat::RecErr, rec)],
             latent_mean: Some(z),
         }
     }

@@ -5,7 +5,7 @@ use blindspot_ae::{
 };
 use blindspot_backbone::BackboneConfig;
 use blindspot_core::{
-    Batch, Duration, InMemorySlices, InvalidConfig, Model, TrainConfig, Trainer, seeded, stat,
+    Batch, Duration, InMemorySlices, InvalidConfig, Model, ModelStat, TrainConfig, Trainer, seeded,
     trainable_params,
 };
 use blindspot_testkit::{TestAutodiffBackend, TestBackend, device, phantom_slices};
@@ -57,7 +57,7 @@ fn deterministic_inference_with_shapes() {
         .unwrap();
     assert_eq!(a, b);
     assert_eq!((a.n, a.height, a.width), (3, 32, 32));
-    assert_eq!(a.stat(stat::REC_ERR).unwrap().len(), 3);
+    assert_eq!(a.stat(ModelStat::RecErr).unwrap().len(), 3);
     assert_eq!(
         ae.infer_samples(&batch, 5, &mut ChaCha8Rng::seed_from_u64(1))
             .len(),

@@ -16,7 +16,7 @@ use crate::checkpoint::Which;
 use crate::data::SliceSource;
 use crate::ensemble::{Ensemble, fit_member};
 use crate::error::{InvalidConfig, Result};
-use crate::model::{Batch, Model, SliceOutputs};
+use crate::model::{Batch, Model, ModelStat, SliceOutputs};
 use crate::train::TrainConfig;
 
 /// A model family (the VAE, an autoencoder, a flow): its name in `[model] kind`, its own
@@ -29,7 +29,7 @@ pub trait Family {
     const LABEL: &'static str;
     /// The per-slice statistics ([`crate::stat`] names) of its [`Model::infer`]; a test of
     /// each model crate checks them against what inference returns.
-    const STATISTICS: &'static [&'static str];
+    const STATISTICS: &'static [ModelStat];
 
     /// The `[model]` keys of this family besides `kind`, every one with a default; unknown keys
     /// are errors (`#[serde(deny_unknown_fields, default)]`).

@@ -24,8 +24,8 @@ pub use ensemble::Ensemble;
 pub use error::{Error, InvalidConfig, Result};
 pub use family::{Family, Members, TrainJob};
 pub use model::{
-    Batch, Inference, LossOutput, MapKind, Model, SliceOutputs, masked_l1, standard_normal, stat,
-    trainable_params,
+    Batch, Inference, LossOutput, MapKind, Model, ModelStat, SliceOutputs, masked_l1,
+    standard_normal, trainable_params,
 };
 pub use observe::{Silent, StepReport, TrainObserver, TrainStart};
 pub use train::{Duration, Fitted, LogLine, TrainConfig, Trainer, read_log, validation_indices};

@@ -8,21 +8,52 @@ use rand_chacha::ChaCha8Rng;
 
 use crate::error::{Error, Result};
 
-/// Names of the per-slice statistics models report (keys of [`Inference::stats`]).
-pub mod stat {
+/// A per-slice statistic a model computes itself (the keys of [`Inference::stats`] and of a
+/// family's `STATISTICS`). Only these: every other statistic (the ELBOs, WAIC, the residual's
+/// entropies and levels, DoSE) is computed from them and from the maps by the pipeline
+/// (`blindspot_ood`), in one place; the runner maps each of these onto its pipeline statistic
+/// with an exhaustive match, so a new one does not compile until the pipeline knows it.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum ModelStat {
     /// Mean absolute reconstruction error inside the brain mask (the paper's `rec_err`).
-    pub const REC_ERR: &str = "rec_err";
-    /// KL divergence to the prior, averaged over latent dimensions (the paper's `kl_div`).
-    pub const KL_DIV: &str = "kl_div";
-    /// The paper's coded "ELBO", `rec_err - kl_div` (higher = more anomalous; see
-    /// docs/method.md 4.1).
-    pub const ELBO: &str = "elbo";
-    /// The negative ELBO up to constants, `rec_err + beta * kl_div`.
-    pub const NEG_ELBO: &str = "neg_elbo";
+    RecErr,
+    /// KL divergence of the posterior to the prior, averaged over latent dimensions (the
+    /// paper's `kl_div`).
+    KlDiv,
     /// Exact log-likelihood of the slice in nats (normalizing flows).
-    pub const LOG_LIKELIHOOD: &str = "log_likelihood";
-    /// Negative log-likelihood in bits per dimension (normalizing flows).
-    pub const BITS_PER_DIM: &str = "bits_per_dim";
+    LogLikelihood,
+    /// Negative log-likelihood in bits per dimension (normalizing flows; the same information
+    /// as `log_likelihood`, on the scale flows are trained and compared on).
+    BitsPerDim,
+}
+
+impl ModelStat {
+    /// Every model statistic.
+    pub const ALL: [ModelStat; 4] = [
+        ModelStat::RecErr,
+        ModelStat::KlDiv,
+        ModelStat::LogLikelihood,
+        ModelStat::BitsPerDim,
+    ];
+
+    /// Its name in logs and files (`rec_err`, `kl_div`, `log_likelihood`, `bits_per_dim`).
+    pub const fn name(self) -> &'static str {
+        match self {
+            ModelStat::RecErr => "rec_err",
+            ModelStat::KlDiv => "kl_div",
+            ModelStat::LogLikelihood => "log_likelihood",
+            ModelStat::BitsPerDim => "bits_per_dim",
+        }
+    }
+}
+
+impl std::fmt::Display for ModelStat {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
 }
 
 /// A batch of slices on a device.
@@ -101,8 +132,9 @@ impl<B: burn::tensor::backend::AutodiffBackend> Batch<B> {
 pub struct LossOutput<B: Backend> {
     /// The scalar objective to minimise, shape `[1]`.
     pub loss: Tensor<B, 1>,
-    /// Per-sample terms of the loss, each of shape `[N]` (e.g. `rec_err`, `kl_div`), not
-    /// scaled by any weight.
+    /// Per-sample terms of the loss, each of shape `[N]`, not scaled by any weight, by the name
+    /// the training log gives them (a [`ModelStat::name`] where the term is one, such as
+    /// `rec_err` and `kl_div`; any other name for a term of the model's own).
     pub terms: Vec<(&'static str, Tensor<B, 1>)>,
 }
 
@@ -128,8 +160,8 @@ pub struct Inference<B: Backend> {
     pub map: Tensor<B, 4>,
     /// What the map means.
     pub map_kind: MapKind,
-    /// Per-slice statistics, named by the constants of [`stat`].
-    pub stats: Vec<(&'static str, Tensor<B, 1>)>,
+    /// Per-slice statistics: those of the family's `STATISTICS`.
+    pub stats: Vec<(ModelStat, Tensor<B, 1>)>,
     /// The mean of the approximate posterior (latent models only).
     pub latent_mean: Option<Tensor<B, 2>>,
 }
@@ -149,17 +181,17 @@ pub struct SliceOutputs {
     /// The maps, row-major `[n, h, w]`.
     pub map: Vec<f32>,
     /// Per-slice statistics, each `n` values.
-    pub stats: Vec<(String, Vec<f64>)>,
+    pub stats: Vec<(ModelStat, Vec<f64>)>,
     /// Latent dimension and the latent means, row-major `[n, dim]`.
     pub latent_mean: Option<(usize, Vec<f32>)>,
 }
 
 impl SliceOutputs {
     /// The values of a statistic, if the model reports it.
-    pub fn stat(&self, name: &str) -> Option<&[f64]> {
+    pub fn stat(&self, which: ModelStat) -> Option<&[f64]> {
         self.stats
             .iter()
-            .find(|(n, _)| n == name)
+            .find(|(s, _)| *s == which)
             .map(|(_, v)| v.as_slice())
     }
 
@@ -198,9 +230,8 @@ impl<B: Backend> Inference<B> {
         let stats = self
             .stats
             .into_iter()
-            .map(|(name, t)| {
-                read_f32(t, name)
-                    .map(|v| (name.to_string(), v.into_iter().map(f64::from).collect()))
+            .map(|(which, t)| {
+                read_f32(t, which.name()).map(|v| (which, v.into_iter().map(f64::from).collect()))
             })
             .collect::<Result<Vec<_>>>()?;
         let latent_mean = match self.latent_mean {

@@ -5,8 +5,8 @@
 use std::path::Path;
 
 use blindspot_core::{
-    Batch, Duration, InMemorySlices, Inference, LogLine, LossOutput, MapKind, Model, TrainConfig,
-    Trainer, load_model, masked_l1, read_log, save_model, standard_normal,
+    Batch, Duration, InMemorySlices, Inference, LogLine, LossOutput, MapKind, Model, ModelStat,
+    TrainConfig, Trainer, load_model, masked_l1, read_log, save_model, standard_normal,
 };
 use blindspot_testkit::{TestAutodiffBackend, TestDevice, copy_dir, device, phantom_slices};
 use burn::module::Module;
@@ -74,7 +74,7 @@ impl<B: Backend> Model<B> for Tiny<B> {
         Inference {
             map: x_hat,
             map_kind: MapKind::Reconstruction,
-            stats: vec![("rec_err", rec)],
+            stats: vec![(ModelStat::RecErr, rec)],
             latent_mean: None,
         }
     }

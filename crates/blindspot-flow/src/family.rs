@@ -1,6 +1,6 @@
 //! The flow as a model family of the runner (`[model] kind = "flow"`).
 
-use blindspot_core::{Family, InvalidConfig, Result, TrainJob, stat};
+use blindspot_core::{Family, InvalidConfig, ModelStat, Result, TrainJob};
 use blindspot_kernels::{ConvAutodiffBackend, ConvBackend};
 use serde::{Deserialize, Serialize};
 
@@ -38,7 +38,7 @@ pub struct FlowFamily;
 impl Family for FlowFamily {
     const KIND: &'static str = "flow";
     const LABEL: &'static str = "flow";
-    const STATISTICS: &'static [&'static str] = &[stat::BITS_PER_DIM, stat::LOG_LIKELIHOOD];
+    const STATISTICS: &'static [ModelStat] = &[ModelStat::BitsPerDim, ModelStat::LogLikelihood];
 
     type Settings = FlowSettings;
     type Config = FlowConfig;

@@ -13,7 +13,7 @@ mod family;
 mod layers;
 
 use blindspot_core::{
-    Batch, Inference, InvalidConfig, LossOutput, MapKind, Model, standard_normal, stat,
+    Batch, Inference, InvalidConfig, LossOutput, MapKind, Model, ModelStat, standard_normal,
 };
 use blindspot_kernels::ConvBackend;
 use burn::config::Config;
@@ -267,7 +267,7 @@ impl<B: ConvBackend> Model<B> for Flow<B> {
         let bpd = self.bits_per_dim(ll, h * w);
         LossOutput {
             loss: bpd.clone().mean(),
-            terms: vec![(stat::BITS_PER_DIM, bpd)],
+            terms: vec![(ModelStat::BitsPerDim.name(), bpd)],
         }
     }
 
@@ -279,8 +279,8 @@ impl<B: ConvBackend> Model<B> for Flow<B> {
             map,
             map_kind: MapKind::NegLogLikelihood,
             stats: vec![
-                (stat::BITS_PER_DIM, self.bits_per_dim(ll.clone(), h * w)),
-                (stat::LOG_LIKELIHOOD, ll),
+                (ModelStat::BitsPerDim, self.bits_per_dim(ll.clone(), h * w)),
+                (ModelStat::LogLikelihood, ll),
             ],
             latent_mean: None,
         }

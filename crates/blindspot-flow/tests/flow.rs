@@ -2,7 +2,9 @@
 //! bookkeeping and learning, on the CPU test backend.
 
 use blindspot_core::InvalidConfig;
-use blindspot_core::{Batch, Duration, InMemorySlices, Model, TrainConfig, Trainer, seeded, stat};
+use blindspot_core::{
+    Batch, Duration, InMemorySlices, Model, ModelStat, TrainConfig, Trainer, seeded,
+};
 use blindspot_flow::{Flow, FlowConfig, FlowFamily, FlowSettings, squeeze, unsqueeze};
 use blindspot_testkit::{TestAutodiffBackend, TestBackend, device, phantom_slices};
 use burn::module::{AutodiffModule, Module, ModuleMapper, Param};
@@ -150,8 +152,8 @@ fn nll_map_sums_to_the_exact_likelihood_and_bits_per_dim_agree() {
         )
         .into_host()
         .unwrap();
-    let ll = out.stat(stat::LOG_LIKELIHOOD).unwrap();
-    let bpd = out.stat(stat::BITS_PER_DIM).unwrap();
+    let ll = out.stat(ModelStat::LogLikelihood).unwrap();
+    let bpd = out.stat(ModelStat::BitsPerDim).unwrap();
     for k in 0..2 {
         let map_sum: f64 = out.map_of(k).iter().map(|&v| f64::from(v)).sum();
         assert!(
@@ -274,7 +276,7 @@ fn memorises_eight_slices() {
             .infer(&batch, &mut ChaCha8Rng::seed_from_u64(0))
             .into_host()
             .unwrap();
-        out.stat(stat::BITS_PER_DIM).unwrap().iter().sum::<f64>() / n as f64
+        out.stat(ModelStat::BitsPerDim).unwrap().iter().sum::<f64>() / n as f64
     };
     let (held_i, held_m) = blindspot_testkit::textured_slices(n, 16, 32);
     let (seen, held) = (bpd(i, m), bpd(held_i, held_m));

@@ -80,9 +80,11 @@ impl Direction {
 }
 
 /// The per-slice statistics. Each has one documented [`Direction`], used by every evaluation.
+///
+/// Exhaustive on purpose: the runner decides for each one which model families provide it, by a
+/// `match` without a catch-all, so a statistic added here does not compile until it is placed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
-#[non_exhaustive]
 pub enum Statistic {
     /// Mean absolute reconstruction error inside the brain mask (`rec_err`). Higher is OOD.
     RecErr,

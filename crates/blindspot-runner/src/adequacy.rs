@@ -239,7 +239,7 @@ pub(crate) fn training_curves(
                 let term = |terms: &[(String, f64)], name: &str| {
                     terms.iter().find(|(n, _)| n == name).map(|(_, v)| *v)
                 };
-                let val_rec_err = term(&l.val_terms, blindspot_core::stat::REC_ERR);
+                let val_rec_err = term(&l.val_terms, blindspot_core::ModelStat::RecErr.name());
                 Some(TrainingPoint {
                     step: l.step,
                     loss: l.loss?,

@@ -7,7 +7,7 @@
 //! reads a chunk ([`ChunkInput`]), runs the members on it, and adds its slices to the set
 //! ([`SetBuilder`]); the set's WAIC comes last, from every member's records.
 
-use blindspot_core::{Batch, MapKind, Members, SliceOutputs, SliceSource, stat};
+use blindspot_core::{Batch, MapKind, Members, ModelStat, SliceOutputs, SliceSource};
 use blindspot_metrics::RankAccumulator;
 use blindspot_ood::slice::{
     PostprocessConfig, ResidualSource, SliceInput, SliceStatsConfig, postprocess_residual,
@@ -290,41 +290,6 @@ impl<B: Backend> EnsembleInference<'_, B> {
         )?;
         Ok(self.ensemble.infer(&batch, &mut rng)?)
     }
-}
-
-/// [`EnsembleInference::infer_set`] in the shape `score.rs` calls it: one set, with the
-/// settings of `config` and `keep_maps`.
-// Kept for score.rs only (issue 22 left that file alone): once it builds an
-// `EnsembleInference` and a `SetSpec` itself, this adapter and its eleven parameters go.
-pub(crate) fn infer_set<B: Backend>(
-    ensemble: &dyn Members<B>,
-    cache: &CacheSlices,
-    dataset: &str,
-    name: &str,
-    role: Option<Role>,
-    config: &RunConfig,
-    plan: ChunkPlan,
-    device: &B::Device,
-    bar: &indicatif::ProgressBar,
-    keep_maps: bool,
-    transform: Transform,
-) -> Result<SetData> {
-    let inference = EnsembleInference {
-        ensemble,
-        device,
-        settings: InferenceSettings {
-            keep_maps,
-            ..InferenceSettings::of(config)
-        },
-        bar,
-    };
-    let spec = SetSpec {
-        dataset: dataset.to_owned(),
-        name: name.to_owned(),
-        role,
-        transform,
-    };
-    inference.infer_set(cache, &spec, plan)
 }
 
 /// One chunk's slices as the model sees them (the set's transform applied), `n x h x w`.
@@ -641,9 +606,9 @@ impl<'a> MemberSlice<'a> {
         Self {
             map: out.map_of(k),
             map_kind: out.map_kind,
-            rec_err: out.stat(stat::REC_ERR).map(|v| v[k]),
-            kl: out.stat(stat::KL_DIV).map(|v| v[k]),
-            log_likelihood: out.stat(stat::LOG_LIKELIHOOD).map(|v| v[k]),
+            rec_err: out.stat(ModelStat::RecErr).map(|v| v[k]),
+            kl: out.stat(ModelStat::KlDiv).map(|v| v[k]),
+            log_likelihood: out.stat(ModelStat::LogLikelihood).map(|v| v[k]),
         }
     }
 

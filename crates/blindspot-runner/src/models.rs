@@ -6,7 +6,7 @@
 
 use std::path::Path;
 
-use blindspot_core::{Family, InvalidConfig, Members, TrainJob, stat};
+use blindspot_core::{Family, InvalidConfig, Members, ModelStat, TrainJob};
 use blindspot_kernels::{ConvAutodiffBackend, ConvBackend};
 use blindspot_ood::Statistic;
 use serde::{Deserialize, Serialize};
@@ -53,8 +53,8 @@ macro_rules! families {
                 }
             }
 
-            /// The per-slice statistics of the family's inference (core `stat` names).
-            pub fn model_statistics(&self) -> &'static [&'static str] {
+            /// The per-slice statistics of the family's inference.
+            pub fn model_statistics(&self) -> &'static [ModelStat] {
                 match self {
                     $(Self::$variant(_) => <$family as Family>::STATISTICS,)+
                 }
@@ -182,11 +182,16 @@ impl ModelConfig {
     /// them (the ELBOs, WAIC over either), and those every family has (residual entropies and
     /// levels, the input's intensity, DoSE).
     pub fn statistics(&self) -> Vec<Statistic> {
-        let has = |s: &str| self.model_statistics().contains(&s);
+        let reported: Vec<Statistic> = self
+            .model_statistics()
+            .iter()
+            .filter_map(|&s| Self::pipeline_statistic(s))
+            .collect();
+        let has = |s: Statistic| reported.contains(&s);
         let (rec, kl, ll) = (
-            has(stat::REC_ERR),
-            has(stat::KL_DIV),
-            has(stat::LOG_LIKELIHOOD),
+            has(Statistic::RecErr),
+            has(Statistic::Kl),
+            has(Statistic::LogLikelihood),
         );
         let elbo = rec && kl;
         Statistic::ALL
@@ -208,10 +213,24 @@ impl ModelConfig {
                 | Statistic::IntensityMedian
                 | Statistic::IntensityIqr
                 | Statistic::IntensitySkew => true,
-                // statistics of other models (typicality, Mahalanobis) and any added later
-                _ => false,
+                // need a model of the latent space or of the log-likelihood's distribution
+                // that no family's inference provides
+                Statistic::Typicality | Statistic::Mahalanobis => false,
             })
             .collect()
+    }
+
+    /// The pipeline statistic a model statistic becomes; `None` for one the pipeline reads in
+    /// another form. Exhaustive: a statistic added to [`ModelStat`] does not compile until it
+    /// is placed here.
+    pub fn pipeline_statistic(s: ModelStat) -> Option<Statistic> {
+        match s {
+            ModelStat::RecErr => Some(Statistic::RecErr),
+            ModelStat::KlDiv => Some(Statistic::Kl),
+            ModelStat::LogLikelihood => Some(Statistic::LogLikelihood),
+            // the log-likelihood in bits per dimension: the pipeline reads `log_likelihood`
+            ModelStat::BitsPerDim => None,
+        }
     }
 
     /// The statistics DoSE combines: those of the model that every non-empty slice has.

@@ -18,7 +18,7 @@ use blindspot_ood::{Decision, Dose};
 use crate::config::{RESOLVED_FILE, RunConfig};
 use crate::error::RunError;
 use crate::evaluation::{SCORING_FILE, ScoringState};
-use crate::inference::{ChunkPlan, infer_set};
+use crate::inference::{ChunkPlan, EnsembleInference, InferenceSettings, SetSpec};
 use crate::pipeline::load_members;
 use crate::shard::Shard;
 use crate::slices::CacheSlices;
@@ -152,19 +152,22 @@ impl<B: ConvBackend> Scorer<B> {
             first_chunk: 0,
             seed: config.seed ^ 0x5c0e,
         };
-        let mut set = infer_set(
-            self.ensemble.as_ref(),
-            &cache,
-            "score",
-            &stem,
-            None,
-            &config,
-            plan,
-            &self.device,
-            &indicatif::ProgressBar::hidden(),
-            true,
-            crate::config::Transform::None,
-        )?;
+        let inference = EnsembleInference {
+            ensemble: self.ensemble.as_ref(),
+            device: &self.device,
+            settings: InferenceSettings {
+                keep_maps: true,
+                ..InferenceSettings::of(&config)
+            },
+            bar: &indicatif::ProgressBar::hidden(),
+        };
+        let spec = SetSpec {
+            dataset: "score".into(),
+            name: stem.clone(),
+            role: None,
+            transform: crate::config::Transform::None,
+        };
+        let mut set = inference.infer_set(&cache, &spec, plan)?;
         self.dose.annotate(&mut set.records)?;
 
         let map = self.map_to_original(&reo, &cache, &set.maps)?;

@@ -163,7 +163,7 @@ pub fn check_family_statistics<F: blindspot_core::Family>(settings: &F::Settings
         .infer(&batch, &mut rand_chacha::ChaCha8Rng::seed_from_u64(0))
         .into_host()
         .expect("host outputs");
-    let mut got: Vec<&str> = out.stats.iter().map(|(n, _)| n.as_str()).collect();
+    let mut got: Vec<blindspot_core::ModelStat> = out.stats.iter().map(|(s, _)| *s).collect();
     let mut want = F::STATISTICS.to_vec();
     got.sort_unstable();
     want.sort_unstable();

@@ -1,6 +1,6 @@
 //! The VAE as a model family of the runner (`[model] kind = "vae"`).
 
-use blindspot_core::{Family, InvalidConfig, Result, TrainJob, stat};
+use blindspot_core::{Family, InvalidConfig, ModelStat, Result, TrainJob};
 use blindspot_kernels::{ConvAutodiffBackend, ConvBackend};
 use serde::{Deserialize, Serialize};
 
@@ -38,8 +38,7 @@ pub struct VaeFamily;
 impl Family for VaeFamily {
     const KIND: &'static str = "vae";
     const LABEL: &'static str = "VAE";
-    const STATISTICS: &'static [&'static str] =
-        &[stat::ELBO, stat::NEG_ELBO, stat::REC_ERR, stat::KL_DIV];
+    const STATISTICS: &'static [ModelStat] = &[ModelStat::RecErr, ModelStat::KlDiv];
 
     type Settings = VaeSettings;
     type Config = VaeConfig;

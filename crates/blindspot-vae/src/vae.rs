@@ -1,7 +1,7 @@
 //! The paper's VAE: Baur backbone, dense latent, masked mean-L1 + β·mean-KL loss.
 
 use blindspot_core::{
-    Batch, Inference, LossOutput, MapKind, Model, masked_l1, standard_normal, stat,
+    Batch, Inference, LossOutput, MapKind, Model, ModelStat, masked_l1, standard_normal,
 };
 use blindspot_kernels::ConvBackend;
 use burn::config::Config;
@@ -176,23 +176,22 @@ impl<B: ConvBackend> Model<B> for Vae<B> {
         let loss = rec.clone().mean() + kl.clone().mean().mul_scalar(beta);
         LossOutput {
             loss,
-            terms: vec![(stat::REC_ERR, rec), (stat::KL_DIV, kl)],
+            terms: vec![
+                (ModelStat::RecErr.name(), rec),
+                (ModelStat::KlDiv.name(), kl),
+            ],
         }
     }
 
-    /// One stochastic pass; `rec_err` inside the mask, `kl_div`, the paper's coded
-    /// `elbo = rec − kl`, `neg_elbo = rec + kl` and the latent mean.
+    /// One stochastic pass; `rec_err` inside the mask, `kl_div` and the latent mean (the
+    /// pipeline computes the ELBOs from them: the paper's coded `rec - kl` and the negative
+    /// ELBO in nats).
     fn infer(&self, batch: &Batch<B>, rng: &mut ChaCha8Rng) -> Inference<B> {
         let (out, rec, kl) = self.terms(batch, true, rng);
         Inference {
             map: out.x_hat,
             map_kind: MapKind::Reconstruction,
-            stats: vec![
-                (stat::ELBO, rec.clone() - kl.clone()),
-                (stat::NEG_ELBO, rec.clone() + kl.clone()),
-                (stat::REC_ERR, rec),
-                (stat::KL_DIV, kl),
-            ],
+            stats: vec![(ModelStat::RecErr, rec), (ModelStat::KlDiv, kl)],
             latent_mean: Some(out.mu),
         }
     }

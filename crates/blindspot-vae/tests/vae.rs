@@ -2,8 +2,8 @@
 //! learning, lesion sensitivity, training loop (resume, checkpoints, NaN guard).
 
 use blindspot_core::{
-    Batch, Checkpoints, Duration, InMemorySlices, InvalidConfig, Model, TrainConfig, Trainer,
-    Which, load_model, save_model, seeded, stat, trainable_params,
+    Batch, Checkpoints, Duration, InMemorySlices, InvalidConfig, Model, ModelStat, TrainConfig,
+    Trainer, Which, load_model, save_model, seeded, trainable_params,
 };
 use blindspot_testkit::{TestAutodiffBackend, TestBackend, add_blob, device, phantom_slices};
 use blindspot_vae::{BackboneConfig, BetaSchedule, VaeConfig, VaeFamily, VaeSettings};
@@ -242,11 +242,11 @@ fn training_lowers_the_loss_and_reconstructs_healthy_tissue_better_than_lesions(
     }
     let (on, off) = (on / n_on as f32, off / n_off as f32);
     assert!(on > 2.0 * off, "lesion residual {on} vs healthy {off}");
-    assert_eq!(out.stat(stat::REC_ERR).unwrap().len(), 1);
-    let elbo = out.stat(stat::ELBO).unwrap()[0];
-    let rec = out.stat(stat::REC_ERR).unwrap()[0];
-    let kl = out.stat(stat::KL_DIV).unwrap()[0];
-    assert!((elbo - (rec - kl)).abs() < 1e-5);
+    assert_eq!(out.stat(ModelStat::RecErr).unwrap().len(), 1);
+    let kl = out.stat(ModelStat::KlDiv).unwrap()[0];
+    assert!(kl.is_finite() && kl >= 0.0, "kl {kl}");
+    let reported: Vec<ModelStat> = out.stats.iter().map(|(s, _)| *s).collect();
+    assert_eq!(reported, [ModelStat::RecErr, ModelStat::KlDiv]);
     assert_eq!(out.latent_mean.as_ref().unwrap().0, 16);
 }
 
@@ -577,8 +577,13 @@ fn memorises_eight_slices_reading_its_input_in_both_modes() {
         .into_data()
         .to_vec::<f32>()
         .unwrap();
+    // a decoder that ignored z would not move at all; measured against the images' own scale
+    // (an absolute 0.1 depended on the seeded training run)
     let moved = mean(&masked_mae_per_slice(&decoded, &shifted, &masks, n));
-    assert!(moved > 0.1, "z + 2 moves the output by {moved:.4} only");
+    assert!(
+        moved > 0.05 * e_mean,
+        "z + 2 moves the output by {moved:.4} only (mean-image error {e_mean:.3})"
+    );
 }
 
 #[test]
