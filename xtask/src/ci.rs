@@ -1,8 +1,8 @@
 //! `cargo xtask ci`: what CI runs (`.ci/run`). The test suite, then the checks a test cannot
 //! make from inside `cargo test`: the architecture invariants, the documentation, the NIfTI
 //! reader without its pipeline, every backend feature of the binary (and the tiny end-to-end
-//! run on burn-ndarray, through the generic kernels CUDA takes, against burn-flex's), and the
-//! packages of the library crates.
+//! run on burn-ndarray, through the generic kernels CUDA takes, against burn-flex's), the
+//! "Adding a model" walk-through, and the packages of the library crates.
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -10,7 +10,7 @@ use std::time::Instant;
 use anyhow::{Context, Result, bail};
 use serde_json::Value;
 
-use crate::{build_runner, build_runner_with, cargo, invariants, run, target_dir};
+use crate::{build_runner, build_runner_with, cargo, invariants, run, target_dir, walkthrough};
 
 /// The library crates, in dependency order, that `cargo package` builds and compiles from the
 /// packaged sources alone: they need no burn, so verifying them costs about two minutes.
@@ -90,6 +90,10 @@ pub fn run_ci(root: &Path, tests: bool) -> Result<()> {
             ]))
         })?;
     }
+    step(
+        "the model walk-through of docs/ARCHITECTURE.md builds and runs",
+        &mut || walkthrough::run_walkthrough(root),
+    )?;
     step(
         "the tiny run on burn-ndarray agrees with burn-flex",
         &mut || backends_agree(root),

@@ -18,6 +18,7 @@ mod fuzz;
 mod gate_study;
 mod invariants;
 mod study;
+mod walkthrough;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -35,7 +36,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Cmd {
     /// What CI runs: the tests, then the invariants, docs, the reader alone, every backend
-    /// feature and the library packages.
+    /// feature, the model walk-through and the library packages.
     Ci {
         /// Skip the test suite (the checks only).
         #[arg(long)]
@@ -59,6 +60,9 @@ enum Cmd {
     /// Fuzz a reader (nifti, cache, config, shard, or all): failures land in
     /// crates/blindspot-fuzz/regressions/.
     Fuzz(fuzz::Args),
+    /// Follow docs/ARCHITECTURE.md's "Adding a model" in a copy of the workspace with a
+    /// throw-away MLP autoencoder, and run it through `blindspot run` on a tiny config.
+    Walkthrough,
 }
 
 fn main() -> Result<()> {
@@ -84,6 +88,7 @@ fn main() -> Result<()> {
             }
         }
         Cmd::Fuzz(args) => fuzz::run_fuzz(args),
+        Cmd::Walkthrough => walkthrough::run_walkthrough(&workspace_root()),
     }
 }
 
