@@ -283,14 +283,7 @@ pub(crate) fn decode(path: &Path, b: &[u8; HEADER_SIZE]) -> Result<NiftiHeader> 
         }
     };
 
-    let Orientation {
-        qform_code,
-        sform_code,
-        qform,
-        sform,
-        affine,
-        affine_source,
-    } = orientation(path, &f, &shape, &pixdim)?;
+    let o = orientation(path, &f, &shape, &pixdim)?;
     Ok(NiftiHeader {
         datatype,
         big_endian: be,
@@ -298,12 +291,12 @@ pub(crate) fn decode(path: &Path, b: &[u8; HEADER_SIZE]) -> Result<NiftiHeader> 
         zooms,
         scl_slope,
         scl_inter,
-        qform_code,
-        sform_code,
-        qform,
-        sform,
-        affine,
-        affine_source,
+        qform_code: o.qform_code,
+        sform_code: o.sform_code,
+        qform: o.qform,
+        sform: o.sform,
+        affine: o.affine,
+        affine_source: o.affine_source,
         vox_offset: vox_offset as usize,
     })
 }
