@@ -27,7 +27,7 @@ pub trait Family {
     const KIND: &'static str;
     /// Its name in reports (`"VAE"`).
     const LABEL: &'static str;
-    /// The per-slice statistics ([`crate::stat`] names) of its [`Model::infer`]; a test of
+    /// The per-slice statistics ([`ModelStat`]s) of its [`Model::infer`]; a test of
     /// each model crate checks them against what inference returns.
     const STATISTICS: &'static [ModelStat];
 
