@@ -99,6 +99,7 @@ pub fn run_ci(root: &Path, tests: bool) -> Result<()> {
         &mut || backends_agree(root),
     )?;
     step("packages, verified", &mut || {
+        forget_packaged_sources()?;
         run(cargo()
             .current_dir(root)
             .args(["package", "--allow-dirty", "--quiet"])
@@ -117,6 +118,44 @@ pub fn run_ci(root: &Path, tests: bool) -> Result<()> {
         eprintln!("ci: {seconds:>7.1} s  {name}");
     }
     println!("ci: all checks passed");
+    Ok(())
+}
+
+/// `cargo package` verifies a crate against the workspace crates of the same call through a
+/// local registry, whose packages cargo extracts into `CARGO_HOME/registry/src/-<hash>/` and, on
+/// a later call, reuses by name and version: a crate changed without a new version would be
+/// verified against its old sources (measured: blindspot-io failed to find a function its
+/// dependency had gained). Removes those extractions of this workspace's crates first.
+fn forget_packaged_sources() -> Result<()> {
+    let home = std::env::var_os("CARGO_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cargo")))
+        .context("neither CARGO_HOME nor HOME is set")?;
+    let Ok(registries) = std::fs::read_dir(home.join("registry").join("src")) else {
+        return Ok(()); // nothing extracted yet
+    };
+    for registry in registries {
+        let registry = registry?.path();
+        // the local overlay registries have no name: `-<hash>`; crates.io's is `index.crates.io-…`
+        let local = registry
+            .file_name()
+            .and_then(|n| n.to_str())
+            .is_some_and(|n| n.starts_with('-'));
+        if !local {
+            continue;
+        }
+        for entry in std::fs::read_dir(&registry)? {
+            let path = entry?.path();
+            let ours = path
+                .file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with("blindspot-"));
+            if ours && path.is_dir() {
+                std::fs::remove_dir_all(&path)
+                    .with_context(|| format!("removing {}", path.display()))?;
+            }
+        }
+    }
     Ok(())
 }
 
