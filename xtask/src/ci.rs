@@ -100,8 +100,14 @@ pub fn run_ci(root: &Path, tests: bool) -> Result<()> {
     )?;
     step("packages, verified", &mut || {
         forget_packaged_sources()?;
+        // a target directory of its own, emptied first: cargo takes a registry crate of the
+        // same name and version for unchanged and reuses its build, so the previous run's
+        // blindspot-metrics would stand in for today's
+        let verify = target_dir(root).join("package-verify");
+        let _ = std::fs::remove_dir_all(&verify);
         run(cargo()
             .current_dir(root)
+            .env("CARGO_TARGET_DIR", &verify)
             .args(["package", "--allow-dirty", "--quiet"])
             .args(package_args(VERIFIED_PACKAGES)))
     })?;
