@@ -7,6 +7,7 @@
 //! workspace's target directory, so only the workspace's crates compile again) and runs the
 //! tiny experiment with `[model] kind = "mlp_ae"`.
 
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -29,8 +30,9 @@ const TINY: &str = "crates/blindspot-runner/tests/tiny.toml";
 pub fn run_walkthrough(root: &Path) -> Result<()> {
     let work = target_dir(root).join("walkthrough");
     let copy = work.join("workspace");
-    copy_workspace(root, &copy)?;
-    add_model(root, &copy)?;
+    let mut kept = copy_workspace(root, &copy)?;
+    kept.extend(add_model(root, &copy)?);
+    remove_others(&copy, &kept)?;
     invariants::check(&copy)
         .context("the architecture invariants of the walk-through's workspace")?;
     let binary = build_copy(root, &copy, &work)?;
@@ -56,7 +58,7 @@ pub fn run_walkthrough(root: &Path) -> Result<()> {
 /// ignored): a file is written only when its bytes differ, so that a second run keeps cargo's
 /// fingerprints (file times) of the unchanged crates, and a file the tree no longer has is
 /// removed.
-fn copy_workspace(root: &Path, to: &Path) -> Result<()> {
+fn copy_workspace(root: &Path, to: &Path) -> Result<BTreeSet<PathBuf>> {
     let listed = output(Command::new("git").current_dir(root).args([
         "ls-files",
         "--cached",
@@ -65,7 +67,7 @@ fn copy_workspace(root: &Path, to: &Path) -> Result<()> {
         "-z",
     ]))
     .context("listing the workspace's files with git")?;
-    let mut kept = std::collections::BTreeSet::new();
+    let mut kept = BTreeSet::new();
     for rel in listed.split('\0').filter(|p| !p.is_empty()) {
         let from = root.join(rel);
         let Ok(bytes) = std::fs::read(&from) else {
@@ -75,7 +77,7 @@ fn copy_workspace(root: &Path, to: &Path) -> Result<()> {
         write_if_changed(&dest, &bytes)?;
         kept.insert(dest);
     }
-    remove_others(to, &kept)
+    Ok(kept)
 }
 
 /// Writes `bytes` to `path` (creating its folder) unless it holds them already.
@@ -91,7 +93,7 @@ fn write_if_changed(path: &Path, bytes: &[u8]) -> Result<()> {
 }
 
 /// Removes the files under `dir` that are not in `kept`.
-fn remove_others(dir: &Path, kept: &std::collections::BTreeSet<PathBuf>) -> Result<()> {
+fn remove_others(dir: &Path, kept: &BTreeSet<PathBuf>) -> Result<()> {
     let Ok(entries) = std::fs::read_dir(dir) else {
         return Ok(());
     };
@@ -99,24 +101,23 @@ fn remove_others(dir: &Path, kept: &std::collections::BTreeSet<PathBuf>) -> Resu
         let path = entry?.path();
         if path.is_dir() {
             remove_others(&path, kept)?;
-        } else if !kept.contains(&path)
-            && !path
-                .components()
-                .any(|c| c.as_os_str() == "blindspot-mlpae")
-        {
+        } else if !kept.contains(&path) {
             std::fs::remove_file(&path).with_context(|| format!("removing {}", path.display()))?;
         }
     }
     Ok(())
 }
 
-/// The walk-through's steps 1 and 4 (steps 2 and 3 are the crate's own source).
-fn add_model(root: &Path, copy: &Path) -> Result<()> {
+/// The walk-through's steps 1 and 4 (steps 2 and 3 are the crate's own source); returns the
+/// model crate's files it wrote.
+fn add_model(root: &Path, copy: &Path) -> Result<Vec<PathBuf>> {
     let dest = copy.join("crates/blindspot-mlpae");
+    let mut written = Vec::new();
     for rel in ["Cargo.toml", "src/lib.rs"] {
         let bytes = std::fs::read(root.join(CRATE).join(rel))
             .with_context(|| format!("reading {CRATE}/{rel}"))?;
         write_if_changed(&dest.join(rel), &bytes)?;
+        written.push(dest.join(rel));
     }
     insert_after(
         &copy.join("Cargo.toml"),
@@ -132,7 +133,8 @@ fn add_model(root: &Path, copy: &Path) -> Result<()> {
         &copy.join("crates/blindspot-runner/src/models.rs"),
         "\nfamilies! {\n",
         REGISTRY_LINE,
-    )
+    )?;
+    Ok(written)
 }
 
 /// Inserts `line` after the first occurrence of `marker` in `path`.
